@@ -1,0 +1,105 @@
+"""Checkpoints: one file that can rebuild the model, evaluate it, and resume its training.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it loads with
+`torch.load(..., weights_only=True)`: no pickled code runs when a file is opened.
+
+    format, version       "mnistlab-checkpoint", 1
+    model                 {"name": "fast", "kwargs": {...}}  -> create_model(name, **kwargs)
+    state_dict            the model's weights
+    normalizer            {"mean": ..., "std": ...} of the training pixels
+    dataset, classes      what the model predicts
+    config                the resolved TrainConfig
+    epoch, batch, step    progress: `batch` > 0 means saved in the middle of epoch `epoch`
+    optimizer, scheduler  their state_dicts (None in an inference-only export)
+    rng                   torch's global RNG state (dropout), CUDA's if any
+    best                  {"val_acc": ..., "epoch": ...}
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mnistlab.atomic import write_with
+from mnistlab.data.pipeline import Normalizer
+from mnistlab.errors import MnistlabError
+from mnistlab.models import create_model
+
+FORMAT = "mnistlab-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    write_with(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **state}, f))
+
+
+def resolve_checkpoint_path(path: str | os.PathLike[str], prefer: str = "best.pt") -> Path:
+    """Accept a checkpoint file or a run directory (then `best.pt`, else `last.pt`)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (prefer, "best.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise MnistlabError(f"{path}: no best.pt or last.pt in this run directory")
+    if not path.exists():
+        raise MnistlabError(f"{path}: no such file or directory")
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str], prefer: str = "best.pt") -> dict[str, Any]:
+    path = resolve_checkpoint_path(path, prefer)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MnistlabError(f"{path}: not a readable PyTorch checkpoint ({first_line[:200]})"
+                            ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise MnistlabError(f"{path}: not an mnistlab checkpoint (no '{FORMAT}' marker)")
+    if state.get("version", 0) > VERSION:
+        raise MnistlabError(f"{path}: checkpoint version {state['version']} is newer than this "
+                            f"mnistlab understands ({VERSION}); upgrade mnistlab")
+    state["path"] = str(path)
+    return state
+
+
+def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """load_state_dict, with a one-line error that says which architecture mismatched."""
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        missing = len(set(model.state_dict()) - set(state_dict))
+        unexpected = len(set(state_dict) - set(model.state_dict()))
+        detail = f"{missing} missing and {unexpected} unexpected keys"
+        if not missing and not unexpected:
+            detail = "tensor shapes differ"
+        lines = str(e).splitlines()
+        first = lines[1].strip() if len(lines) > 1 else str(e)
+        raise MnistlabError(f"{source}: weights do not fit {type(model).__name__} "
+                            f"({detail}: {first})") from None
+
+
+def model_from_checkpoint(state: dict[str, Any],
+                          device: torch.device | str = "cpu") -> tuple[nn.Module, Normalizer]:
+    """Rebuild the model a checkpoint describes, load its weights, and put it in eval mode."""
+    spec = state.get("model")
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise MnistlabError(f"{state.get('path', 'checkpoint')}: has no model description")
+    model = create_model(spec["name"], **spec.get("kwargs", {}))
+    load_weights(model, state["state_dict"], state.get("path", "checkpoint"))
+    norm = state.get("normalizer") or {"mean": 0.1307, "std": 0.3081}
+    return model.to(device).eval(), Normalizer(mean=norm["mean"], std=norm["std"])
+
+
+def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu",
+               prefer: str = "best.pt") -> tuple[nn.Module, Normalizer, dict[str, Any]]:
+    """The usual way in: a checkpoint file or run directory -> (model, normalizer, state)."""
+    state = load_checkpoint(path, prefer)
+    model, normalizer = model_from_checkpoint(state, device)
+    return model, normalizer, state

@@ -1,0 +1,48 @@
+"""`mnistlab eval`: test metrics of a checkpoint or run directory."""
+
+from __future__ import annotations
+
+import argparse
+
+from mnistlab.cli.common import add_data, add_device, add_json, print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="test loss, accuracy, per-class accuracy, confusion matrix")
+    p.set_defaults(func=run)
+    p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN")
+    p.add_argument("--split", choices=["test", "train"], default="test")
+    p.add_argument("--batch-size", type=int, default=1000)
+    add_data(p)
+    add_device(p)
+    add_json(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mnistlab.checkpoint import load_model
+    from mnistlab.data.dataset import load_dataset
+    from mnistlab.data.pipeline import Split
+    from mnistlab.device import resolve_device, use_bf16
+    from mnistlab.evaluate import evaluate, format_confusion
+
+    device = resolve_device(args.device)
+    model, normalizer, state = load_model(args.checkpoint, device)
+    dataset = args.dataset or state.get("dataset", "mnist")
+    data = load_dataset(dataset, args.data_dir, args.download)
+    split = Split(getattr(data, f"{args.split}_images"), getattr(data, f"{args.split}_labels"))
+    # Evaluate in the precision the run was trained and reported in, so numbers agree.
+    bf16 = use_bf16(state.get("config", {}).get("bf16", "off"), device)
+    result = evaluate(model, split, normalizer, batch_size=args.batch_size, device=device,
+                      bf16=bf16)
+    if args.json:
+        print_json({"checkpoint": state["path"], "dataset": data.name, "split": args.split,
+                    **result.to_dict()})
+        return 0
+    print(f"{state['path']}: {state['model']['name']} on {data.name} {args.split} "
+          f"({'bf16' if bf16 else 'fp32'}, {device})")
+    print(f"loss {result.loss:.4f}  accuracy {result.accuracy:.2%} "
+          f"({result.correct}/{result.total})")
+    print("per-class accuracy: " + "  ".join(
+        f"{c}: {a:.1%}" for c, a in zip(data.classes, result.per_class_accuracy, strict=True)))
+    print(format_confusion(result.confusion, data.classes))
+    return 0

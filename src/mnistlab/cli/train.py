@@ -1,0 +1,109 @@
+"""`mnistlab train`: the argument parser of a training run, kept apart from the loop."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from mnistlab.cli.common import add_data, add_device
+from mnistlab.errors import MnistlabError
+from mnistlab.models import MODELS
+from mnistlab.train.config import OPTIMIZERS, RECIPES, SCHEDULES
+
+
+def parse_model_arg(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got '{text}'")
+    key, value = text.split("=", 1)
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model (default: the fast CNN on MNIST)",
+                       description="Train a model. Options left out come from --recipe.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.set_defaults(func=run)
+    S = argparse.SUPPRESS  # None defaults: the recipe decides
+    g = p.add_argument_group("what")
+    g.add_argument("--recipe", choices=list(RECIPES), default="default")
+    g.add_argument("--model", choices=list(MODELS), default=S)
+    g.add_argument("--hidden", default=S, help="MLP hidden sizes, e.g. 64 or 512,256")
+    g.add_argument("--width", type=int, default=S, help="channel width of the fast model")
+    g.add_argument("--model-arg", action="append", type=parse_model_arg, default=[],
+                   metavar="NAME=VALUE", help="any other model argument (repeatable)")
+    g.add_argument("--backend", choices=["torch", "numpy"], default=S,
+                   help="numpy: the from-scratch NumPy MLP (mnistlab.scratch)")
+    add_data(g)
+    g.add_argument("--val-size", type=int, default=S,
+                   help="training images held out for choosing the best epoch (default 5000)")
+    g = p.add_argument_group("how")
+    g.add_argument("--epochs", type=int, default=S)
+    g.add_argument("--batch-size", type=int, default=S)
+    g.add_argument("--eval-batch-size", type=int, default=S)
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=S)
+    g.add_argument("--lr", type=float, default=S, help="learning rate (peak for onecycle)")
+    g.add_argument("--momentum", type=float, default=S)
+    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=S)
+    g.add_argument("--weight-decay", type=float, default=S)
+    g.add_argument("--schedule", choices=SCHEDULES, default=S)
+    g.add_argument("--step-size", type=int, default=S, help="epochs between decays (step)")
+    g.add_argument("--gamma", type=float, default=S, help="decay factor (step)")
+    g.add_argument("--label-smoothing", type=float, default=S)
+    g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=S,
+                   help="random shifts, rotations and scaling per batch")
+    g.add_argument("--patience", type=int, default=S,
+                   help="stop after this many epochs without a better validation accuracy")
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=S)
+    g.add_argument("--deterministic", action="store_true", default=S,
+                   help="deterministic algorithms only (bit-exact resume)")
+    add_device(g)
+    g.add_argument("--bf16", choices=["auto", "on", "off"], default=S,
+                   help="bf16 autocast (auto: where the hardware has fast bf16)")
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=S)
+    g.add_argument("--threads", type=int, default=S, help="CPU threads for torch")
+    g.add_argument("--track-test", action="store_true", default=S,
+                   help="also log test metrics every epoch, for curves (never for selection)")
+    g.add_argument("--dry-run", action="store_true", default=S,
+                   help="one batch of training and one of evaluation")
+    g.add_argument("--log-interval", type=int, default=S, help="steps between logged rows")
+    g.add_argument("--runs-dir", default=S, help="parent folder of run directories (runs)")
+    g.add_argument("--name", default=S, help="run name (default: <model>-<date>-<time>)")
+    g.add_argument("--resume", metavar="RUN", default=None,
+                   help="continue a run from its last.pt, exactly where it stopped")
+
+
+def config_from_args(args: argparse.Namespace):
+    from mnistlab.train.config import resolve_config
+
+    options = dict(vars(args))
+    for key in ("func", "command", "resume", "recipe", "model_arg", "hidden", "width"):
+        options.pop(key, None)
+    model_args = dict(args.model_arg)
+    if getattr(args, "hidden", None) is not None:
+        model_args["hidden"] = args.hidden
+    if getattr(args, "width", None) is not None:
+        model_args["width"] = args.width
+    if model_args:
+        options["model_args"] = model_args
+    return resolve_config(args.recipe, **options)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mnistlab.train import train
+
+    config = config_from_args(args)
+    if args.resume is None and config.backend == "torch":
+        from mnistlab.models import model_arguments
+
+        unknown = set(config.model_args) - set(model_arguments(config.model))
+        if unknown:
+            raise MnistlabError(f"--model {config.model} takes no {', '.join(sorted(unknown))} "
+                                f"(it takes: {', '.join(model_arguments(config.model)) or 'none'})")
+    train(config, resume=args.resume)
+    return 0

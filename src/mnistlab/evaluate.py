@@ -1,0 +1,82 @@
+"""Evaluation: loss, accuracy, per-class accuracy and the confusion matrix of a model on a split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnistlab.data.pipeline import Batcher, Normalizer, Split
+from mnistlab.device import autocast
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    correct: int
+    total: int
+    confusion: torch.Tensor  # (10, 10) int64, rows = true class, columns = predicted
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.total, 1)
+
+    @property
+    def per_class_accuracy(self) -> list[float]:
+        support = self.confusion.sum(1).clamp(min=1)
+        return (self.confusion.diag() / support).tolist()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"loss": self.loss, "accuracy": self.accuracy, "correct": self.correct,
+                "total": self.total, "per_class_accuracy": self.per_class_accuracy,
+                "confusion_matrix": self.confusion.tolist()}
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, batcher: Batcher, bf16: bool = False,
+                   max_batches: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """All logits (float32, CPU) and labels of a batcher's split, in order."""
+    was_training = model.training
+    model.eval()
+    logits, labels = [], []
+    try:
+        for i, (x, y) in enumerate(batcher.epoch(0)):
+            if max_batches is not None and i >= max_batches:
+                break
+            with autocast(batcher.device, bf16):
+                logits.append(model(x).float().cpu())
+            labels.append(y.cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def evaluate(model: nn.Module, split: Split, normalizer: Normalizer, *, batch_size: int = 1000,
+             device: torch.device | str = "cpu", bf16: bool = False,
+             max_batches: int | None = None, num_classes: int = 10) -> EvalResult:
+    batcher = Batcher(split, batch_size, normalizer, device=device)
+    logits, labels = predict_logits(model, batcher, bf16, max_batches)
+    return result_from_logits(logits, labels, num_classes)
+
+
+def result_from_logits(logits: torch.Tensor, labels: torch.Tensor,
+                       num_classes: int = 10) -> EvalResult:
+    predicted = logits.argmax(1)
+    confusion = torch.bincount(labels * num_classes + predicted,
+                               minlength=num_classes**2).reshape(num_classes, num_classes)
+    return EvalResult(loss=float(F.cross_entropy(logits, labels)),
+                      correct=int((predicted == labels).sum()), total=len(labels),
+                      confusion=confusion)
+
+
+def format_confusion(confusion: torch.Tensor, classes: tuple[str, ...] | list[str]) -> str:
+    """The confusion matrix as a text table (rows: true class, columns: predicted)."""
+    labels = [c[:5] for c in classes]
+    width = max(5, len(str(int(confusion.max()))) + 1, *(len(label) for label in labels))
+    head = "true\\pred".ljust(10) + "".join(label.rjust(width) for label in labels)
+    rows = [labels[i].ljust(10) + "".join(str(int(v)).rjust(width) for v in row)
+            for i, row in enumerate(confusion)]
+    return "\n".join([head, *rows])

@@ -1,0 +1,120 @@
+"""Every option of a training run, in one dataclass, with named recipes as starting points.
+
+A recipe fills in whatever the user did not set; `config.json` records the resolved values,
+so that a run can always be read back and repeated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from mnistlab.errors import MnistlabError
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
+SCHEDULES = ("onecycle", "cosine", "step", "none")
+BACKENDS = ("torch", "numpy")
+
+
+@dataclass
+class TrainConfig:
+    # what to train on
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    download: bool = True
+    val_size: int = 5000  # held out from the training set for model selection
+    # what to train
+    model: str = "fast"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    backend: str = "torch"
+    # how to train
+    epochs: int = 2
+    batch_size: int = 128
+    eval_batch_size: int = 1000
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    step_size: int = 1  # for schedule=step: epochs between decays
+    gamma: float = 0.7  # for schedule=step
+    label_smoothing: float = 0.0
+    augment: bool = False
+    patience: int | None = None  # early stopping on validation accuracy
+    # how to run
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    bf16: str = "auto"  # auto | on | off
+    channels_last: bool = True
+    threads: int | None = None
+    track_test: bool = False  # log test metrics every epoch (for curves only; never for selection)
+    dry_run: bool = False
+    log_interval: int = 50  # steps between metrics.csv step rows
+    # where
+    runs_dir: str = "runs"
+    name: str | None = None
+    recipe: str = "default"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}"),
+            (self.batch_size >= 1, "batch-size", f"must be at least 1, got {self.batch_size}"),
+            (self.eval_batch_size >= 1, "eval-batch-size", "must be at least 1"),
+            (self.lr > 0, "lr", f"must be positive, got {self.lr}"),
+            (self.val_size >= 0, "val-size", f"must not be negative, got {self.val_size}"),
+            (0 <= self.label_smoothing < 1, "label-smoothing", "must be in [0, 1)"),
+            (self.weight_decay >= 0, "weight-decay", "must not be negative"),
+            (self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}"),
+            (self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}"),
+            (self.backend in BACKENDS, "backend", f"must be one of {', '.join(BACKENDS)}"),
+            (self.bf16 in ("auto", "on", "off"), "bf16", "must be auto, on or off"),
+            (self.threads is None or self.threads >= 1, "threads", "must be at least 1"),
+            (self.log_interval >= 1, "log-interval", "must be at least 1"),
+            (self.patience is None or self.patience >= 1, "patience", "must be at least 1"),
+        ]
+        for ok, name, problem in checks:
+            if not ok:
+                raise MnistlabError(f"--{name} {problem}")
+
+
+# Named starting points. `default` is what `mnistlab train` runs with no options.
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": {},
+    # Stronger and slower: augmentation, a longer schedule, a wider net.
+    "best": {"model": "fast", "model_args": {"width": 32}, "epochs": 15, "augment": True,
+             "lr": 0.05, "batch_size": 128, "label_smoothing": 0.1},
+    # The official PyTorch example's own recipe, for comparison.
+    "pytorch-example": {"model": "pytorch-example", "optimizer": "adadelta", "lr": 1.0,
+                        "schedule": "step", "step_size": 1, "gamma": 0.7, "batch_size": 64,
+                        "epochs": 14, "weight_decay": 0.0, "momentum": 0.0, "nesterov": False},
+}
+
+
+def resolve_config(recipe: str = "default", **overrides: Any) -> TrainConfig:
+    """Defaults, then the recipe, then the user's explicit options (those not None)."""
+    if recipe not in RECIPES:
+        raise MnistlabError(f"--recipe: unknown recipe '{recipe}'; choose one of: "
+                            f"{', '.join(RECIPES)}")
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    base = dict(RECIPES[recipe])
+    if explicit.get("model", base.get("model")) != base.get("model"):
+        base.pop("model_args", None)  # the recipe's model arguments belong to its model
+    values = {**base, **explicit}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise MnistlabError(f"unknown training option(s): {', '.join(unknown)}")
+    config = TrainConfig(recipe=recipe, **values)
+    config.validate()
+    return config

@@ -1,0 +1,421 @@
+"""The training loop: fit on the training split, select on validation, report on test.
+
+`train(config)` is the library entry point; the CLI only builds the config. The loop shows a
+progress line with loss, accuracy, learning rate and images per second; writes the run
+directory as it goes; and on Ctrl-C saves `last.pt` at the exact batch it reached, so that
+`--resume` continues as if nothing had happened.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnistlab.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from mnistlab.data.dataset import DigitData, load_dataset
+from mnistlab.data.pipeline import Augment, Batcher, Normalizer, Split, train_val_split
+from mnistlab.device import autocast, synchronize, use_bf16
+from mnistlab.errors import MnistlabError
+from mnistlab.evaluate import EvalResult, evaluate
+from mnistlab.models import create_model
+from mnistlab.models.summary import count_params, summarize
+from mnistlab.train import distributed
+from mnistlab.train.config import TrainConfig
+from mnistlab.train.optim import build_optimizer, build_scheduler
+from mnistlab.train.rundir import RunDir, new_run_name
+
+
+class TrainingInterrupted(MnistlabError):
+    """Ctrl-C during training: the state was saved; exit status 130 like any SIGINT."""
+
+    exit_code = 130
+
+
+@dataclass
+class StepInfo:
+    """What a callback sees after every optimizer step."""
+
+    epoch: int  # 0-based epoch in progress
+    batch: int  # batches done in this epoch
+    step: int  # optimizer steps done in the whole run
+    loss: torch.Tensor  # this batch's loss (a tensor: reading it forces a sync)
+    lr: float
+    model: nn.Module
+
+
+class Callback:
+    """Hooks into the loop, e.g. TensorBoard logging; every method is optional."""
+
+    def on_train_start(self, trainer: Trainer) -> None: ...
+    def on_step(self, info: StepInfo) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None: ...
+    def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    config: TrainConfig
+    model: nn.Module = field(repr=False)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+class Progress:
+    """The Keras-style progress line: rewritten in place on a terminal, one line per epoch."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream, self.enabled = stream, enabled
+        self.live = enabled and stream.isatty()
+        self.last_draw = 0.0
+
+    def print(self, text: str) -> None:
+        if self.enabled:
+            self.stream.write(("\r\033[K" if self.live else "") + text + "\n")
+            self.stream.flush()
+
+    def update(self, text: str) -> None:
+        now = time.perf_counter()
+        if self.live and now - self.last_draw > 0.2:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+            self.last_draw = now
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, data: DigitData | None = None,
+                 resume: str | os.PathLike[str] | None = None,
+                 callbacks: Sequence[Callback] = (), stream: TextIO | None = None,
+                 max_epochs: int | None = None) -> None:
+        """`max_epochs` stops this session early (e.g. to test resume); the schedule still
+        spans `config.epochs`."""
+        resume_state = None
+        if resume is not None:
+            resume_state = load_checkpoint(resume, prefer="last.pt")
+            config = TrainConfig.from_dict({**resume_state["config"],
+                                            "device": config.device, "threads": config.threads})
+        self.config = config
+        self.callbacks = list(callbacks)
+        self.max_epochs = max_epochs
+        self.dist, self.device = distributed.setup(config.device)
+        self.progress = Progress(stream or sys.stdout, enabled=self.dist.is_main)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        seed_everything(config.seed, config.deterministic)
+        self.bf16 = use_bf16(config.bf16, self.device)
+
+        self.data = data or load_dataset(config.dataset, config.data_dir, config.download)
+        self.train_split, self.val_split = self._splits()
+        self.test_split = Split(self.data.test_images, self.data.test_labels)
+        self.normalizer = Normalizer.fit(self.train_split.images)
+
+        self.model = create_model(config.model, **config.model_args).to(self.device)
+        self.channels_last = config.channels_last and any(
+            p.dim() == 4 for p in self.model.parameters())
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.net: nn.Module = self.model
+        if self.dist.enabled:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+        self.train_batches = Batcher(
+            self.train_split, config.batch_size, self.normalizer, shuffle=True, seed=config.seed,
+            augment=Augment() if config.augment else None, drop_last=self.dist.enabled,
+            device=self.device, shard=(self.dist.rank, self.dist.world_size))
+        self.steps_per_epoch = 1 if config.dry_run else len(self.train_batches)
+        self.optimizer = build_optimizer(self.model, config)
+        self.scheduler = build_scheduler(self.optimizer, config, self.steps_per_epoch)
+
+        self.epoch, self.batch, self.step = 0, 0, 0
+        self.best = {"val_acc": -1.0, "epoch": 0}
+        self.epoch_stats = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+        self.train_seconds = 0.0
+        if resume_state is not None:
+            self.run = RunDir.open(Path(resume_state["path"]).parent)
+            self._restore(resume_state)
+        elif self.dist.is_main:
+            self.run = RunDir.create(config.runs_dir, config.name or new_run_name(config.model))
+        else:
+            self.run = RunDir(Path(config.runs_dir) / (config.name or "unnamed"))
+
+    # ---- state -------------------------------------------------------------------------
+    def _splits(self) -> tuple[Split, Split]:
+        images, labels = self.data.train_images, self.data.train_labels
+        if self.config.val_size >= len(labels):
+            raise MnistlabError(f"--val-size {self.config.val_size} leaves no training images "
+                                f"(the training set has {len(labels)})")
+        return train_val_split(images, labels, self.config.val_size, self.config.seed)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.mnistlab_spec,
+            "state_dict": self.model.state_dict(),
+            "normalizer": {"mean": self.normalizer.mean, "std": self.normalizer.std},
+            "dataset": self.data.name,
+            "classes": list(self.data.classes),
+            "config": self.config.to_dict(),
+            "epoch": self.epoch, "batch": self.batch, "step": self.step,
+            "epoch_stats": self.epoch_stats.clone(),
+            "train_seconds": self.train_seconds,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "rng": rng_state(self.device),
+            "best": dict(self.best),
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        spec = state["model"]
+        if spec["name"] != self.config.model:
+            raise MnistlabError(f"{state['path']}: checkpoint is for model '{spec['name']}', "
+                                f"not '{self.config.model}'")
+        load_weights(self.model, state["state_dict"], state["path"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        self.epoch_stats = state["epoch_stats"].clone()
+        self.train_seconds = state.get("train_seconds", 0.0)
+        self.best = dict(state["best"])
+        set_rng_state(state["rng"], self.device)
+        self.run.truncate_after(self.step)
+
+    def save(self, name: str) -> Path:
+        path = self.run.file(name)
+        if self.dist.is_main:
+            save_checkpoint(path, self.state())
+        return path
+
+    # ---- the loop ----------------------------------------------------------------------
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.bf16):
+            logits = self.net(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        with torch.no_grad():  # accumulate on the device; read back once per log interval
+            self.epoch_stats += torch.stack([loss.detach().double() * len(y),
+                                             (logits.argmax(1) == y).sum().double(),
+                                             torch.tensor(float(len(y)), dtype=torch.float64,
+                                                          device=loss.device)]
+                                            ).cpu()
+        return loss
+
+    def evaluate(self, split: Split) -> EvalResult:
+        return evaluate(self.model, split, self.normalizer, batch_size=self.config.eval_batch_size,
+                        device=self.device, bf16=self.bf16,
+                        max_batches=1 if self.config.dry_run else None)
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _epoch_line(self, row: dict[str, Any]) -> str:
+        parts = [f"epoch {row['epoch']}/{self.config.epochs}",
+                 f"loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}"]
+        if row.get("val_acc") is not None:
+            parts.append(f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}")
+        if row.get("test_acc") is not None:
+            parts.append(f"test acc {row['test_acc']:.2%}")
+        parts += [f"lr {row['lr']:.2g}", f"{row['images_per_s']:,.0f} img/s",
+                  f"{row['seconds']:.1f} s"]
+        return " | ".join(parts)
+
+    def run_epoch(self) -> dict[str, Any]:
+        cfg, epoch = self.config, self.epoch
+        self.model.train()
+        start_batch, images_seen = self.batch, 0
+        start = time.perf_counter()
+        batches = self.train_batches.epoch(epoch, start=start_batch)
+        for x, y in batches:
+            loss = self.train_step(x, y)
+            self.batch += 1
+            self.step += 1
+            images_seen += len(y)
+            info = StepInfo(epoch, self.batch, self.step, loss, self.lr(), self.model)
+            for cb in self.callbacks:
+                cb.on_step(info)
+            if self.step % cfg.log_interval == 0:
+                elapsed = time.perf_counter() - start
+                rate = images_seen * self.dist.world_size / max(elapsed, 1e-9)
+                loss_value = float(loss.detach())
+                self.run.log({"kind": "step", "epoch": epoch + 1, "step": self.step,
+                              "train_loss": loss_value, "lr": self.lr(), "images_per_s": rate})
+                self.progress.update(
+                    f"epoch {epoch + 1}/{cfg.epochs} {self.batch}/{self.steps_per_epoch} "
+                    f"loss {loss_value:.4f} lr {self.lr():.2g} {rate:,.0f} img/s")
+            if self.batch >= self.steps_per_epoch:
+                break
+        synchronize(self.device)
+        train_time = time.perf_counter() - start
+        self.train_seconds += train_time
+        stats = distributed.all_reduce_sum(self.epoch_stats.clone(), self.dist)
+        loss_sum, correct, count = stats.tolist()
+        row: dict[str, Any] = {"kind": "epoch", "epoch": epoch + 1, "step": self.step,
+                               "train_loss": loss_sum / max(count, 1),
+                               "train_acc": correct / max(count, 1), "lr": self.lr(),
+                               "images_per_s": images_seen * self.dist.world_size
+                               / max(train_time, 1e-9),
+                               "seconds": train_time}
+        if len(self.val_split):
+            val = self.evaluate(self.val_split)
+            row.update(val_loss=val.loss, val_acc=val.accuracy)
+        if cfg.track_test:
+            test = self.evaluate(self.test_split)
+            row.update(test_loss=test.loss, test_acc=test.accuracy)
+        self.epoch, self.batch = epoch + 1, 0
+        self.epoch_stats.zero_()
+        return row
+
+    def fit(self) -> TrainResult:
+        cfg = self.config
+        self._announce()
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        wall_start = time.perf_counter()
+        stop_at = cfg.epochs if self.max_epochs is None else min(cfg.epochs, self.max_epochs)
+        since_best = 0
+        try:
+            while self.epoch < stop_at:
+                row = self.run_epoch()
+                self.run.log(row)
+                self.progress.print(self._epoch_line(row))
+                score = row.get("val_acc", row["train_acc"])
+                if score > self.best["val_acc"]:
+                    self.best = {"val_acc": score, "epoch": self.epoch}
+                    self.save("best.pt")
+                    since_best = 0
+                else:
+                    since_best += 1
+                self.save("last.pt")
+                if self.dist.is_main:
+                    self.run.flush_metrics()
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, row)
+                if cfg.patience and since_best >= cfg.patience:
+                    self.progress.print(f"early stop: no better validation accuracy for "
+                                        f"{cfg.patience} epoch(s)")
+                    break
+        except KeyboardInterrupt:
+            path = self.save("last.pt")
+            if self.dist.is_main:
+                self.run.flush_metrics()
+            distributed.teardown(self.dist)
+            raise TrainingInterrupted(
+                f"interrupted at epoch {self.epoch + 1}, batch {self.batch}: saved {path}; "
+                f"continue with: mnistlab train --resume {self.run.path}") from None
+        summary = self.finish(time.perf_counter() - wall_start)
+        distributed.teardown(self.dist)
+        return TrainResult(self.run.path, summary, cfg, self.model)
+
+    def finish(self, wall_seconds: float) -> dict[str, Any]:
+        """Test the best checkpoint (chosen on validation, never on test) and write the summary."""
+        best_path = self.run.file("best.pt")
+        if best_path.is_file() and self.best["epoch"] != self.epoch:
+            load_weights(self.model, load_checkpoint(best_path)["state_dict"], str(best_path))
+        test = self.evaluate(self.test_split)
+        summary = {
+            "dataset": self.data.name, "model": self.config.model,
+            "model_kwargs": self.model.mnistlab_spec["kwargs"],
+            "parameters": count_params(self.model),
+            "test": test.to_dict(),
+            "test_accuracy": test.accuracy, "test_loss": test.loss,
+            "best_val_accuracy": self.best["val_acc"] if len(self.val_split) else None,
+            "best_epoch": self.best["epoch"], "epochs_run": self.epoch,
+            "steps": self.step,
+            "train_seconds": self.train_seconds, "wall_seconds": wall_seconds,
+            "images_per_s": self.step * self.config.batch_size / max(self.train_seconds, 1e-9),
+            "device": str(self.device), "bf16": self.bf16, "world_size": self.dist.world_size,
+            "checkpoint": "best.pt",
+        }
+        if self.dist.is_main:
+            self.run.write_summary(summary)
+        for cb in self.callbacks:
+            cb.on_train_end(self, summary)
+        self.progress.print(
+            f"test accuracy {test.accuracy:.2%} ({test.correct}/{test.total}), "
+            f"{self.train_seconds:.1f} s training, {wall_seconds:.1f} s in all, {self.run.path}/")
+        return summary
+
+    def _announce(self) -> None:
+        cfg = self.config
+        if not self.dist.is_main:
+            return
+        if self.epoch == 0 and self.batch == 0:
+            self.run.write_config(cfg.to_dict(), {
+                "resolved": {"device": str(self.device), "bf16": self.bf16,
+                             "channels_last": self.channels_last,
+                             "threads": torch.get_num_threads(),
+                             "world_size": self.dist.world_size,
+                             "normalizer": {"mean": self.normalizer.mean,
+                                            "std": self.normalizer.std},
+                             "train_size": len(self.train_split),
+                             "val_size": len(self.val_split),
+                             "test_size": len(self.test_split),
+                             "steps_per_epoch": self.steps_per_epoch},
+                "data_md5": self.data.md5s()})
+        p = self.progress
+        kwargs = self.model.mnistlab_spec["kwargs"]
+        p.print(summarize(self.model, title=f"model {cfg.model} {kwargs}"))
+        p.print(f"data {self.data.name}: train {len(self.train_split):,} / "
+                f"val {len(self.val_split):,} / test {len(self.test_split):,}; "
+                f"{self.steps_per_epoch} steps per epoch of {cfg.batch_size}")
+        p.print(f"device {self.device}, bf16 {'on' if self.bf16 else 'off'}, "
+                f"{torch.get_num_threads()} threads, {cfg.optimizer} lr {cfg.lr} "
+                f"{cfg.schedule}, {cfg.epochs} epochs -> {self.run.path}/")
+        if self.epoch or self.batch:
+            p.print(f"resuming at epoch {self.epoch + 1}, batch {self.batch} (step {self.step})")
+
+
+def train(config: TrainConfig, data: DigitData | None = None,
+          resume: str | os.PathLike[str] | None = None, callbacks: Sequence[Callback] = (),
+          stream: TextIO | None = None, max_epochs: int | None = None) -> TrainResult:
+    """Train a model as `config` says and return the run's summary."""
+    if config.backend == "numpy" and resume is None:
+        from mnistlab.scratch.integration import train_numpy
+
+        return train_numpy(config, data=data, stream=stream)
+    return Trainer(config, data, resume, callbacks, stream, max_epochs).fit()
+
+
+def total_steps(config: TrainConfig, train_size: int) -> int:
+    return config.epochs * math.ceil(train_size / config.batch_size)
+

@@ -1,0 +1,129 @@
+"""The run directory: what a training run leaves behind, written atomically.
+
+    runs/<name>/config.json    every resolved option, library versions, data set MD5s
+    runs/<name>/metrics.csv    one row per logged step and one per epoch
+    runs/<name>/best.pt        the weights with the best validation accuracy
+    runs/<name>/last.pt        the latest state, for --resume
+    runs/<name>/summary.json   final test metrics and timings
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from mnistlab import __version__
+from mnistlab.atomic import write_json, write_text
+from mnistlab.errors import MnistlabError
+
+METRIC_COLUMNS = ["kind", "epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc",
+                  "test_loss", "test_acc", "lr", "images_per_s", "seconds"]
+
+
+def environment() -> dict[str, Any]:
+    import numpy
+    import torch
+
+    return {"mnistlab": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+
+
+def new_run_name(model: str) -> str:
+    return f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.rows: list[dict[str, Any]] = []
+
+    @classmethod
+    def create(cls, runs_dir: str, name: str) -> RunDir:
+        path = Path(runs_dir) / name
+        if path.exists() and any(path.iterdir()):
+            raise MnistlabError(f"{path}: run directory exists and is not empty "
+                                "(use --resume to continue it, or choose another --name)")
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> RunDir:
+        run = cls(path)
+        if not run.path.is_dir():
+            raise MnistlabError(f"{run.path}: no such run directory")
+        if (run.path / "metrics.csv").is_file():
+            run.rows = read_metrics(run.path / "metrics.csv")
+        return run
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_config(self, config: dict[str, Any], extra: dict[str, Any]) -> None:
+        write_json(self.file("config.json"), {**config, **extra, "environment": environment()})
+
+    def read_config(self) -> dict[str, Any]:
+        return read_json(self.file("config.json"))
+
+    def log(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, forget rows logged after the checkpoint (they will be logged again)."""
+        self.rows = [r for r in self.rows if int(r.get("step") or 0) <= step]
+
+    def flush_metrics(self) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: _fmt(v) for k, v in row.items()})
+        write_text(self.file("metrics.csv"), buf.getvalue())
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json(self.file("summary.json"), summary)
+
+
+def _fmt(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MnistlabError(f"{path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise MnistlabError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """metrics.csv as dicts with numbers parsed (empty cells become None)."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "kind" not in reader.fieldnames:
+                raise MnistlabError(f"{path}: not an mnistlab metrics file (no 'kind' column)")
+            rows = list(reader)
+    except FileNotFoundError:
+        raise MnistlabError(f"{path}: no such file") from None
+
+    def parse(key: str, value: str | None) -> Any:
+        if value is None or value == "":
+            return None
+        if key == "kind":
+            return value
+        try:
+            number = float(value)
+        except ValueError:
+            raise MnistlabError(f"{path}: column '{key}' has a non-number '{value}'") from None
+        return int(number) if key in ("epoch", "step") else number
+
+    return [{k: parse(k, v) for k, v in row.items()} for row in rows]

@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from mnistlab.errors import MnistlabError
+from mnistlab.models import MODELS, create_model, describe, model_spec
+from mnistlab.models.summary import count_params
+
+# Parameter counts worked out by hand from each model's layer list (weights + biases).
+EXPECTED_PARAMS = {
+    "lenet5": (6 * 25 + 6) + (16 * 6 * 25 + 16) + (256 * 120 + 120) + (120 * 84 + 84)
+    + (84 * 10 + 10),
+    "pytorch-example": (32 * 9 + 32) + (64 * 32 * 9 + 64) + (9216 * 128 + 128) + (128 * 10 + 10),
+    "mlp": (784 * 512 + 512) + (512 * 256 + 256) + (256 * 10 + 10),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_maps_images_to_ten_logits(name):
+    model = create_model(name).eval()
+    out = model(torch.randn(3, 1, 28, 28))
+    assert out.shape == (3, 10)
+    # Logits, not probabilities: some are negative and rows do not sum to 1.
+    assert (out < 0).any()
+    assert not torch.allclose(out.sum(1), torch.ones(3))
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_PARAMS))
+def test_parameter_counts(name):
+    assert count_params(create_model(name)) == EXPECTED_PARAMS[name]
+
+
+def test_mlp_hidden_sizes_and_spec():
+    model = create_model("mlp", hidden="128,64")
+    assert count_params(model) == (784 * 128 + 128) + (128 * 64 + 64) + (64 * 10 + 10)
+    assert model_spec(model) == {"name": "mlp",
+                                 "kwargs": {"hidden": "128,64", "activation": "relu"}}
+
+
+def test_describe_lists_layers_with_shapes():
+    layers = describe(create_model("lenet5"))
+    assert [layer.output_shape for layer in layers if layer.kind == "Conv2d"] == [
+        (6, 24, 24), (16, 8, 8)]
+    assert sum(layer.params for layer in layers) == EXPECTED_PARAMS["lenet5"]
+
+
+def test_unknown_model_and_argument():
+    with pytest.raises(MnistlabError, match="unknown model 'nope'"):
+        create_model("nope")
+    with pytest.raises(MnistlabError, match="takes no argument width"):
+        create_model("lenet5", width=3)
