@@ -16,7 +16,8 @@ from mnistlab import __version__
 from mnistlab.errors import MnistlabError
 
 # Module names under mnistlab.cli, in the order `mnistlab --help` lists them.
-COMMANDS = ["train", "evaluate", "predict", "models", "data"]
+COMMANDS = ["train", "evaluate", "predict", "models", "data", "plot", "compare", "featuremaps",
+            "mistakes", "report", "doctor", "serve", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -76,13 +76,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--name", default=S, help="run name (default: <model>-<date>-<time>)")
     g.add_argument("--resume", metavar="RUN", default=None,
                    help="continue a run from its last.pt, exactly where it stopped")
+    g = p.add_argument_group("extras")
+    g.add_argument("--doctor", action="store_true",
+                   help="examine the model and setup for common mistakes before training")
+    g.add_argument("--report", action="store_true", help="write RUN/report.html at the end")
+    g.add_argument("--tensorboard", action="store_true",
+                   help="log to TensorBoard (needs the tensorboard package)")
 
 
 def config_from_args(args: argparse.Namespace):
     from mnistlab.train.config import resolve_config
 
     options = dict(vars(args))
-    for key in ("func", "command", "resume", "recipe", "model_arg", "hidden", "width"):
+    for key in ("func", "command", "resume", "recipe", "model_arg", "hidden", "width", "doctor",
+                "report", "tensorboard"):
         options.pop(key, None)
     model_args = dict(args.model_arg)
     if getattr(args, "hidden", None) is not None:
@@ -105,5 +112,18 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise MnistlabError(f"--model {config.model} takes no {', '.join(sorted(unknown))} "
                                 f"(it takes: {', '.join(model_arguments(config.model)) or 'none'})")
-    train(config, resume=args.resume)
+    if args.doctor:
+        from mnistlab.doctor.hooks import doctor_before_training
+
+        doctor_before_training(config)  # prints its report; raises MnistlabError on errors
+    callbacks = []
+    if args.tensorboard:
+        from mnistlab.viz.tensorboard import TensorBoardCallback
+
+        callbacks.append(TensorBoardCallback())
+    result = train(config, resume=args.resume, callbacks=callbacks)
+    if args.report:
+        from mnistlab.viz.report import write_report
+
+        print(f"wrote {write_report(result.run_dir)}")
     return 0

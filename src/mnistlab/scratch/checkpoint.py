@@ -57,15 +57,20 @@ def _fail(path: Path, why: str) -> CheckpointError:
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    with path.open("rb") as f:
+        head = f.read(6)
+    if not head:
+        raise _fail(path, "empty file")
+    if head.startswith(b"\x93NUMPY"):
+        raise _fail(path, "a single .npy array, not an .npz archive")
+    if not head.startswith(b"PK"):  # every .npz is a zip archive
+        raise _fail(path, "not an .npz (zip) archive")
     try:
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.ndarray):  # a .npy file: one bare array, no names
-            return {}
-        with data:
+        with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise _fail(path, f"unreadable as .npz: {reason}") from None
+        raise _fail(path, f"damaged .npz archive: {reason}") from None
 
 
 def load_npz(path: str | os.PathLike[str]) -> tuple[MLP, dict[str, Any]]:
@@ -75,9 +80,14 @@ def load_npz(path: str | os.PathLike[str]) -> tuple[MLP, dict[str, Any]]:
     checkpoint, wrong shapes) raises CheckpointError with a one-line message naming `path`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
-    contents = _read_arrays(path)
+    try:
+        contents = _read_arrays(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
     if "format" not in contents or str(contents["format"]) != FORMAT:
         raise _fail(path, f"no '{FORMAT}' format entry")
     try:

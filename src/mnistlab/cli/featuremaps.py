@@ -1,0 +1,16 @@
+"""`mnistlab featuremaps` (placeholder: its issue is in progress)."""
+
+from __future__ import annotations
+
+import argparse
+
+from mnistlab.errors import MnistlabError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("featuremaps", help="(not yet available)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise MnistlabError("'mnistlab featuremaps' is not implemented yet")
