@@ -6,6 +6,8 @@ MNISTLAB_DATA is unset, except in CI (MNISTLAB_REQUIRE_REAL_DATA=1), where they 
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 from pathlib import Path
 
@@ -13,6 +15,8 @@ import numpy as np
 import pytest
 
 from mnistlab.data.idx import write_idx
+from mnistlab.data.locate import md5_of
+from mnistlab.data.registry import MNIST, DatasetSpec, FileSpec
 
 
 def draw_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -39,22 +43,32 @@ def write_dataset(folder: Path, n_train: int = 600, n_test: int = 200, seed: int
     return folder
 
 
+def synthetic_spec(folder: Path, name: str = "synth") -> DatasetSpec:
+    """A DatasetSpec whose MD5s are those of the IDX files in `folder` (canonical names), so
+    that the MD5-checked path (`ensure_files`, `load_dataset`, the CLI) accepts them once it
+    is registered, e.g. `monkeypatch.setitem(DATASETS, spec.name, spec)`."""
+    files = {}
+    for key, fspec in MNIST.files.items():
+        packed = (folder / fspec.name).read_bytes()
+        raw = gzip.decompress(packed)
+        files[key] = FileSpec(fspec.name, md5_of(packed), md5_of(raw), len(raw))
+    return DatasetSpec(name=name, title="Synthetic digits", files=files,
+                       mirrors=("http://127.0.0.1:9/unused/",), classes=MNIST.classes,
+                       torchvision_folder=name.upper())
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own empty user cache; the real-data location is kept."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
 
 
-@pytest.fixture
-def synthetic_data(tmp_path):
-    """A DigitData built from synthetic IDX files (checksums are not MNIST's, so it is
-    loaded through the IDX reader directly rather than through the MD5-checked registry)."""
+def load_synthetic(folder: Path):
+    """A DigitData from synthetic IDX files (checksums are not MNIST's, so it is loaded
+    through the IDX reader directly rather than through the MD5-checked registry)."""
     import torch
 
     from mnistlab.data.dataset import DigitData
-    from mnistlab.data.registry import MNIST
-
-    folder = write_dataset(tmp_path / "synthetic")
     from mnistlab.data.idx import read_idx
     from mnistlab.data.locate import LocatedFile
 
@@ -64,6 +78,25 @@ def synthetic_data(tmp_path):
                      torch.from_numpy(arrays["train_labels"].astype(np.int64)),
                      torch.from_numpy(arrays["test_images"]),
                      torch.from_numpy(arrays["test_labels"].astype(np.int64)), files)
+
+
+@pytest.fixture
+def synthetic_data(tmp_path):
+    """A DigitData built from synthetic IDX files, fresh for each test."""
+    return load_synthetic(write_dataset(tmp_path / "synthetic"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_run(tmp_path_factory) -> Path:
+    """A run directory of lenet5 trained for 1 epoch on synthetic data, shared by the session
+    (tests must not modify it)."""
+    from mnistlab.train import resolve_config, train
+
+    root = tmp_path_factory.mktemp("synthetic-run")
+    data = load_synthetic(write_dataset(root / "data"))
+    config = resolve_config(model="lenet5", epochs=1, val_size=100, runs_dir=str(root),
+                            name="lenet5", bf16="off", seed=0)
+    return train(config, data=data, stream=io.StringIO()).run_dir
 
 
 def real_data_dir() -> str | None:
@@ -85,3 +118,15 @@ def real_mnist():
     from mnistlab.data.dataset import load_dataset
 
     return load_dataset("mnist", download=False)
+
+
+@pytest.fixture(scope="session")
+def real_default_run(real_mnist, tmp_path_factory) -> Path:
+    """`mnistlab train` with the default recipe on the real MNIST, once per session (a
+    minute or so on a laptop CPU); tests must not modify the run directory."""
+    from mnistlab.cli import main
+
+    runs = tmp_path_factory.mktemp("real-runs")
+    assert main(["train", "--runs-dir", str(runs)]) == 0
+    (run,) = runs.iterdir()
+    return run

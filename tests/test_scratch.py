@@ -48,7 +48,8 @@ def spirals(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_import_does_not_import_torch() -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
     code = "import sys, mnistlab.scratch; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
@@ -73,6 +74,16 @@ def test_input_gradient_matches_finite_differences(activation: str) -> None:
     numeric = numerical_gradient(lambda: softmax_cross_entropy(net.forward(x), y)[0], x)
     assert dx is not None and dx.shape == x.shape
     assert relative_error(dx, numeric) < 1e-6
+
+
+def test_network_without_hidden_layer_has_right_gradients() -> None:
+    x, y = small_problem(seed=5)
+    net = MLP((12, 3), dtype=np.float64, seed=0)  # softmax regression
+    assert max(check_gradients(net, x, y).values()) < 1e-6
+    assert net.backward(softmax_cross_entropy(net.forward(x), y)[1]) is None
+    dx = net.backward(softmax_cross_entropy(net.forward(x), y)[1], input_grad=True)
+    numeric = numerical_gradient(lambda: softmax_cross_entropy(net.forward(x), y)[0], x)
+    assert dx is not None and relative_error(dx, numeric) < 1e-6
 
 
 def test_gradient_check_catches_the_extra_softmax_derivative() -> None:
@@ -245,6 +256,14 @@ def test_fit_reports_every_epoch_to_the_callback() -> None:
     assert fit(MLP((2, 8, 3)), x, y, epochs=1)[0]["val_acc"] is None
 
 
+def test_fit_refuses_data_of_the_wrong_shape() -> None:
+    x, y = spirals(10, seed=0)
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        fit(MLP((2, 3)), x.reshape(-1, 1, 2), y)
+    with pytest.raises(ValueError, match="rows"):
+        fit(MLP((2, 3)), x, y[:-1])
+
+
 def test_fit_stops_when_the_loss_diverges() -> None:
     x, y = spirals(50, seed=0)
     with np.errstate(all="ignore"):
@@ -269,3 +288,33 @@ def test_training_is_reproducible_from_seeds() -> None:
     for net in nets:
         fit(net, x, y, epochs=2, batch_size=8, seed=5)
     np.testing.assert_array_equal(nets[0].dense[0].W, nets[1].dense[0].W)
+
+
+# -- the experiments script -----------------------------------------------------------------
+
+
+def test_experiments_run_on_a_tiny_data_set() -> None:
+    from mnistlab.scratch import experiments
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 240)
+    images = rng.integers(0, 60, (240, 28, 28), dtype=np.uint8)
+    images[np.arange(240), labels * 2, :] = 255  # a learnable pattern: row 2k lit for class k
+    data = split_and_standardise(images[:200], labels[:200], images[200:], labels[200:],
+                                 val_size=40)
+    softmax_table = experiments.run_softmax(data, epochs=1)
+    assert "| extra p*(1-p) |" in softmax_table and "| correct |" in softmax_table
+    batch_table = experiments.run_batch(data, per_sample_epochs=1)
+    assert "| 160 |" in batch_table  # one example per update: 160 updates in one epoch
+    init_table = experiments.run_init(data, epochs=1)
+    assert init_table.count("\n") == 1 + 2 * len(INITS)
+
+
+def test_experiments_main_without_data_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mnistlab.scratch import experiments
+
+    monkeypatch.delenv("MNISTLAB_DATA", raising=False)
+    assert experiments.main(["--data", str(tmp_path), "--only", "recipe"]) == 2
+    assert capsys.readouterr().err.startswith("mnistlab: error: ")

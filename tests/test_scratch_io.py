@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -149,7 +150,7 @@ def torch_mlp(sizes: tuple[int, ...], activation: str):  # type: ignore[no-untyp
         def __init__(self) -> None:
             super().__init__()
             mods: list[nn.Module] = []
-            for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            for i, (n_in, n_out) in enumerate(pairwise(sizes)):
                 mods.append(nn.Linear(n_in, n_out))
                 if i < len(sizes) - 2:
                     mods.append(act())

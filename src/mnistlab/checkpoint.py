@@ -43,7 +43,9 @@ def resolve_checkpoint_path(path: str | os.PathLike[str], prefer: str = "best.pt
     """Accept a checkpoint file or a run directory (then `best.pt`, else `last.pt`)."""
     path = Path(path)
     if path.is_dir():
-        for name in (prefer, "best.pt", "last.pt"):
+        # NumPy-backend runs (mnistlab.scratch) keep .npz checkpoints under the same names.
+        stem = Path(prefer).stem
+        for name in (prefer, "best.pt", "last.pt", f"{stem}.npz", "best.npz", "last.npz"):
             if (path / name).is_file():
                 return path / name
         raise MnistlabError(f"{path}: no best.pt or last.pt in this run directory")
@@ -54,9 +56,14 @@ def resolve_checkpoint_path(path: str | os.PathLike[str], prefer: str = "best.pt
 
 def load_checkpoint(path: str | os.PathLike[str], prefer: str = "best.pt") -> dict[str, Any]:
     path = resolve_checkpoint_path(path, prefer)
+    if path.suffix == ".npz":
+        from mnistlab.scratch.integration import npz_to_checkpoint
+
+        return npz_to_checkpoint(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as e:
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
+            IndexError, KeyError, TypeError) as e:  # what garbage bytes raise
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MnistlabError(f"{path}: not a readable PyTorch checkpoint ({first_line[:200]})"
                             ) from None
@@ -81,8 +88,11 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: 
             detail = "tensor shapes differ"
         lines = str(e).splitlines()
         first = lines[1].strip() if len(lines) > 1 else str(e)
-        raise MnistlabError(f"{source}: weights do not fit {type(model).__name__} "
-                            f"({detail}: {first})") from None
+        if len(first) > 160:
+            first = first[:157] + "..."
+        spec = getattr(model, "mnistlab_spec", None)
+        name = f"model '{spec['name']}' ({type(model).__name__})" if spec else type(model).__name__
+        raise MnistlabError(f"{source}: weights do not fit {name}: {detail} ({first})") from None
 
 
 def model_from_checkpoint(state: dict[str, Any],

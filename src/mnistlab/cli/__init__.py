@@ -11,17 +11,25 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from mnistlab import __version__
 from mnistlab.errors import MnistlabError
 
 # Module names under mnistlab.cli, in the order `mnistlab --help` lists them.
 COMMANDS = ["train", "evaluate", "predict", "models", "data", "plot", "compare", "featuremaps",
-            "mistakes", "report", "doctor", "serve", "export"]
+            "mistakes", "report", "doctor", "serve", "export", "convert"]
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors look like every other error: one line, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"mnistlab: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mnistlab",
         description="Train, inspect and serve handwritten-digit classifiers (MNIST and siblings).")
     parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")

@@ -28,7 +28,11 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, normalizer, state = load_model(args.checkpoint, device)
     dataset = args.dataset or state.get("dataset", "mnist")
-    data = load_dataset(dataset, args.data_dir, args.download)
+    # Without --data-dir, look where the run found its data first (then the usual places).
+    data_dir = args.data_dir
+    if data_dir is None and dataset == state.get("dataset"):
+        data_dir = state.get("config", {}).get("data_dir")
+    data = load_dataset(dataset, data_dir, args.download)
     split = Split(getattr(data, f"{args.split}_images"), getattr(data, f"{args.split}_labels"))
     # Evaluate in the precision the run was trained and reported in, so numbers agree.
     bf16 = use_bf16(state.get("config", {}).get("bf16", "off"), device)

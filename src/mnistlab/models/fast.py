@@ -1,7 +1,21 @@
 """`fast`: the default model, a small conv-BN-ReLU network sized for CPU training speed.
 
-Three 3x3 conv blocks with BatchNorm (which lets a high learning rate converge in one or
-two epochs), each halving the resolution with max-pooling, then a linear classifier.
+On a CPU a small CNN spends its time less on multiply-adds than on moving activations
+through memory (convolution, BatchNorm, ReLU and pooling each read and write the whole
+activation map). So the design keeps the largest maps small:
+
+    stem   5x5 conv, stride 2, 1 -> w       (N, w, 14, 14)   sees a 5x5 patch, halves at once
+    block  3x3 conv, w -> 2w, 2x2 max-pool  (N, 2w, 7, 7)
+    block  3x3 conv, 2w -> 2w, 2x2 max-pool (N, 2w, 3, 3)
+    head   linear 18w -> 10
+
+Every conv is followed by BatchNorm (which lets a high one-cycle learning rate converge in
+one or two epochs) and ReLU. Measured on a 2-core AMD EPYC (see docs/speed.md), width 16
+trains at about 15k images/s with bf16 autocast and channels-last, against about 7k for
+the previous design (three 3x3 convs at 28, 14 and 7 pixels): the full-resolution 3x3 conv
+stack was the cost, and the strided 5x5 stem loses no accuracy in two epochs (99.2%).
+Widening the last block to 4w bought no accuracy at two epochs and cost 20% speed.
+`width` scales every layer; the `best` recipe uses a wider net with augmentation.
 """
 
 from __future__ import annotations
@@ -12,24 +26,25 @@ from torch import nn
 from mnistlab.models.registry import register
 
 
-def conv_bn_relu_pool(c_in: int, c_out: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
-            nn.MaxPool2d(2)]
+def conv_bn_relu(c_in: int, c_out: int, k: int, stride: int = 1) -> list[nn.Module]:
+    # No conv bias: the BatchNorm shift that follows makes it redundant.
+    return [nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, bias=False),
+            nn.BatchNorm2d(c_out), nn.ReLU()]
 
 
-@register("fast", "default: 3 conv-BN-ReLU-pool blocks, fc; built for CPU speed")
+@register("fast", "default: strided 5x5 stem, 2 conv-BN-ReLU-pool blocks, fc; for CPU speed")
 class FastNet(nn.Module):
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 16) -> None:
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            *conv_bn_relu_pool(1, w),  # (N, w, 14, 14)
-            *conv_bn_relu_pool(w, 2 * w),  # (N, 2w, 7, 7)
-            *conv_bn_relu_pool(2 * w, 4 * w),  # (N, 4w, 3, 3)
+            *conv_bn_relu(1, w, 5, stride=2),  # (N, w, 14, 14)
+            *conv_bn_relu(w, 2 * w, 3), nn.MaxPool2d(2),  # (N, 2w, 7, 7)
+            *conv_bn_relu(2 * w, 2 * w, 3), nn.MaxPool2d(2),  # (N, 2w, 3, 3)
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(),  # (N, 36w)
-            nn.Linear(4 * w * 3 * 3, 10),
+            nn.Flatten(),  # (N, 18w)
+            nn.Linear(2 * w * 3 * 3, 10),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

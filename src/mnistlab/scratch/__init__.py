@@ -10,7 +10,7 @@ Only NumPy is imported; `to_torch_state_dict` imports torch when it is called.
 
 from mnistlab.scratch.checkpoint import CheckpointError, load_npz, save_npz
 from mnistlab.scratch.convert import from_torch_state_dict, to_torch_state_dict, torch_key
-from mnistlab.scratch.data import Splits, load_mnist_folder, split_and_standardise
+from mnistlab.scratch.data import Splits, load_splits, split_and_standardise
 from mnistlab.scratch.gradcheck import check_gradients, numerical_gradient, relative_error
 from mnistlab.scratch.init import INITS
 from mnistlab.scratch.layers import ACTIVATIONS, Dense, ReLU, Sigmoid, Tanh
@@ -36,8 +36,8 @@ __all__ = [
     "evaluate",
     "fit",
     "from_torch_state_dict",
-    "load_mnist_folder",
     "load_npz",
+    "load_splits",
     "log_softmax",
     "lr_factor",
     "numerical_gradient",

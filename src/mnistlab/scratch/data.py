@@ -1,4 +1,5 @@
-"""MNIST as NumPy matrices for the scratch network: (N, 784) float32 rows, int64 labels.
+"""MNIST (or a sibling data set) as NumPy matrices for the scratch network:
+(N, 784) float32 rows and int64 labels.
 
 Holds out a seeded validation set from the training images and standardises every split
 with the mean and std of the remaining training pixels; the test set is never looked at
@@ -9,18 +10,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from mnistlab.data.idx import read_idx
-
-MNIST_FILES = {
-    "train_images": "train-images-idx3-ubyte.gz",
-    "train_labels": "train-labels-idx1-ubyte.gz",
-    "test_images": "t10k-images-idx3-ubyte.gz",
-    "test_labels": "t10k-labels-idx1-ubyte.gz",
-}
+from mnistlab.data.locate import ensure_files
+from mnistlab.data.registry import get_spec
 
 
 @dataclass
@@ -72,13 +67,16 @@ def split_and_standardise(
     )
 
 
-def load_mnist_folder(
-    folder: str | os.PathLike[str], val_size: int = 5000, seed: int = 0
+def load_splits(
+    name: str = "mnist",
+    data_dir: str | os.PathLike[str] | None = None,
+    val_size: int = 5000,
+    seed: int = 0,
+    download: bool = False,
 ) -> Splits:
-    """Read the four gzipped IDX files in `folder` and split them."""
-    folder = Path(folder)
-    raw = {key: read_idx(folder / name) for key, name in MNIST_FILES.items()}
-    return split_and_standardise(
-        raw["train_images"], raw["train_labels"], raw["test_images"], raw["test_labels"],
-        val_size, seed,
-    )
+    """Find the data set's four IDX files the way the rest of mnistlab does (`data_dir`,
+    then $MNISTLAB_DATA, then the user cache...; MD5-checked), read and split them."""
+    files = ensure_files(get_spec(name), data_dir, download_ok=download)
+    raw = {key: read_idx(located.path) for key, located in files.items()}
+    return split_and_standardise(raw["train_images"], raw["train_labels"], raw["test_images"],
+                                 raw["test_labels"], val_size, seed)

@@ -1,6 +1,6 @@
 """Reproduce the numbers in docs/scratch.md on real MNIST.
 
-    python -m mnistlab.scratch.experiments --data /path/to/mnist-folder [--only NAME ...]
+    python -m mnistlab.scratch.experiments [--data FOLDER] [--only NAME ...]
 
 Experiments (each prints a Markdown table):
   recipe      the default recipe (DEFAULT_RECIPE): test accuracy and time
@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab.scratch.data import Splits, load_mnist_folder
+from mnistlab.errors import MnistlabError
+from mnistlab.scratch.data import Splits, load_splits
 from mnistlab.scratch.gradcheck import check_gradients
 from mnistlab.scratch.init import INITS
 from mnistlab.scratch.losses import LossFn, softmax, softmax_cross_entropy
@@ -50,13 +51,14 @@ def _train(
     with np.errstate(over="ignore", invalid="ignore"):  # diverging runs are part of the story
         history = fit(net, data.x_train, data.y_train, data.x_val, data.y_val, seed=seed,
                       loss_fn=loss_fn, **settings)
-        test_loss, test_acc = evaluate(net, data.x_test, data.y_test)
+        _, test_acc = evaluate(net, data.x_test, data.y_test)
     return {
         "val_acc_by_epoch": [h["val_acc"] for h in history],
         "val_acc": history[-1]["val_acc"],
         "test_acc": test_acc,
         "train_loss": history[-1]["train_loss"],
         "epochs_run": len(history),
+        "diverged": not np.isfinite(history[-1]["train_loss"]),
         "seconds": time.perf_counter() - start,
         "updates": len(history) * (len(data.x_train) if settings.get("per_sample") else
                                    -(-len(data.x_train) // settings["batch_size"])),
@@ -65,6 +67,11 @@ def _train(
 
 def _pct(x: float | None) -> str:
     return "—" if x is None or not np.isfinite(x) else f"{100 * x:.2f}%"
+
+
+def _final(r: Row) -> str:
+    """Final validation accuracy, or where the loss became NaN and training stopped."""
+    return f"loss NaN, stopped in epoch {r['epochs_run']}" if r["diverged"] else _pct(r["val_acc"])
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -121,9 +128,10 @@ def run_batch(data: Splits, per_sample_epochs: int = 10) -> str:
         lr = train.get("lr", DEFAULT_RECIPE["train"]["lr"])
         mom = train.get("momentum", DEFAULT_RECIPE["train"]["momentum"])
         rows.append((name, r["epochs_run"], f"{r['updates']:,}", f"{lr} / {mom}",
-                     _pct(r["val_acc"]), _pct(r["test_acc"]), f"{r['seconds']:.1f} s"))
-    return _table(("training", "epochs", "updates", "lr / momentum", "val acc", "test acc",
-                   "time"), rows)
+                     _pct(r["val_acc_by_epoch"][0]), _final(r), _pct(r["test_acc"]),
+                     f"{r['seconds']:.1f} s"))
+    return _table(("training", "epochs", "updates", "lr / momentum", "val acc ep 1",
+                   "val acc final", "test acc", "time"), rows)
 
 
 def run_init(data: Splits, epochs: int = 3) -> str:
@@ -136,7 +144,7 @@ def run_init(data: Splits, epochs: int = 3) -> str:
                 start_loss, _ = evaluate(MLP(**arch), data.x_val, data.y_val)
             r = _train(data, arch, epochs=epochs)
             rows.append(("-".join(map(str, sizes)), init, f"{start_loss:.3g}",
-                         _pct(r["val_acc_by_epoch"][0]), _pct(r["val_acc"])))
+                         _pct(r["val_acc_by_epoch"][0]), _final(r)))
     return _table(("network (ReLU)", "init", "val loss before training", "val acc ep 1",
                    f"val acc ep {epochs}"), rows)
 
@@ -151,16 +159,19 @@ EXPERIMENTS: dict[str, Callable[..., str]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=os.environ.get("MNISTLAB_DATA"),
-                        help="folder with the four MNIST .gz files (default: $MNISTLAB_DATA)")
+    parser.add_argument("--data", default=None,
+                        help="folder with the MNIST files (default: $MNISTLAB_DATA, the cache)")
+    parser.add_argument("--download", action="store_true", help="download MNIST if missing")
     parser.add_argument("--only", nargs="*", choices=sorted(EXPERIMENTS), default=None,
                         help="run only these experiments")
     parser.add_argument("--per-sample-epochs", type=int, default=10,
                         help="epochs of one-example-per-update training in 'batch' (10 ~ 2 min)")
     args = parser.parse_args(argv)
-    if not args.data:
-        parser.error("give --data FOLDER or set MNISTLAB_DATA")
-    data = load_mnist_folder(args.data)
+    try:
+        data = load_splits("mnist", args.data, download=args.download)
+    except MnistlabError as e:
+        print(f"mnistlab: error: {e}", file=sys.stderr)
+        return e.exit_code
     print(f"MNIST: {len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test, "
           f"numpy {np.__version__}, {os.cpu_count()} CPUs\n", flush=True)
     for name in args.only or EXPERIMENTS:

@@ -35,7 +35,7 @@ class Dense:
         """grad_out: (B, n_out) = dL/dy.  Fills dW and db; returns dL/dx (B, n_in) or None.
 
         The first layer's dL/dx (the gradient with respect to the pixels) is never used in
-        training, so the network skips that third of the first layer's backward cost.
+        training, so the network skips it: half of the first layer's backward cost.
         """
         if self._x is None:
             raise RuntimeError("Dense.backward called before forward")

@@ -7,6 +7,7 @@ gradient checks and deliberately wrong losses for teaching.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -42,13 +43,12 @@ class MLP:
         self.dtype = np.dtype(dtype)
         rng = np.random.default_rng(seed)
         self.dense: list[Dense] = []
-        self.acts: list[Activation] = []
-        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        for n_in, n_out in pairwise(sizes):
             W = init_weight(n_in, n_out, init, rng, self.dtype)  # (n_in, n_out)
             b = np.zeros(n_out, dtype=self.dtype)  # (n_out,)
             self.dense.append(Dense(W, b))
         # One activation after every dense layer but the last.
-        self.acts = [ACTIVATIONS[activation]() for _ in self.dense[:-1]]
+        self.acts: list[Activation] = [ACTIVATIONS[activation]() for _ in self.dense[:-1]]
 
     # -- the two passes ------------------------------------------------------------------
 
@@ -65,7 +65,8 @@ class MLP:
 
         Returns dL/dx (B, sizes[0]) when `input_grad`, otherwise skips computing it."""
         g = np.asarray(dlogits, dtype=self.dtype)  # (B, 10)
-        g = self.dense[-1].backward(g)  # (B, 10) -> (B, 50): dL/d(last hidden activation)
+        # (B, 10) -> (B, 50): dL/d(last hidden activation); dL/dx if there is no hidden layer
+        g = self.dense[-1].backward(g, need_input_grad=input_grad or len(self.dense) > 1)
         for dense, act in zip(reversed(self.dense[:-1]), reversed(self.acts), strict=True):
             g = act.backward(g)  # (B, n_out): dL/dz, through the activation's slope
             is_first = dense is self.dense[0]

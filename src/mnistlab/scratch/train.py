@@ -84,7 +84,9 @@ def fit(
     The learning rate follows `schedule` per update.  Training stops early, after
     reporting, if the training loss stops being a finite number.
     """
-    if len(x_train) != len(y_train) or len(x_train) == 0:
+    if x_train.ndim != 2 or x_train.shape[1] != net.sizes[0] or len(x_train) == 0:
+        raise ValueError(f"x_train must be (N, {net.sizes[0]}) with N > 0, got {x_train.shape}")
+    if len(x_train) != len(y_train):
         raise ValueError(f"x_train has {len(x_train)} rows but y_train has {len(y_train)}")
     if batch_size < 1 or epochs < 1:
         raise ValueError("epochs and batch_size must be at least 1")

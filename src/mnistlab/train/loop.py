@@ -23,7 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistlab.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from mnistlab.checkpoint import (
+    load_checkpoint,
+    load_weights,
+    resolve_checkpoint_path,
+    save_checkpoint,
+)
 from mnistlab.data.dataset import DigitData, load_dataset
 from mnistlab.data.pipeline import Augment, Batcher, Normalizer, Split, train_val_split
 from mnistlab.device import autocast, synchronize, use_bf16
@@ -34,6 +39,7 @@ from mnistlab.models.summary import count_params, summarize
 from mnistlab.train import distributed
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.optim import build_optimizer, build_scheduler
+from mnistlab.train.progress import Progress, format_epoch_line, format_final_line
 from mnistlab.train.rundir import RunDir, new_run_name
 
 
@@ -95,27 +101,6 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-class Progress:
-    """The Keras-style progress line: rewritten in place on a terminal, one line per epoch."""
-
-    def __init__(self, stream: TextIO, enabled: bool) -> None:
-        self.stream, self.enabled = stream, enabled
-        self.live = enabled and stream.isatty()
-        self.last_draw = 0.0
-
-    def print(self, text: str) -> None:
-        if self.enabled:
-            self.stream.write(("\r\033[K" if self.live else "") + text + "\n")
-            self.stream.flush()
-
-    def update(self, text: str) -> None:
-        now = time.perf_counter()
-        if self.live and now - self.last_draw > 0.2:
-            self.stream.write("\r\033[K" + text)
-            self.stream.flush()
-            self.last_draw = now
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, data: DigitData | None = None,
                  resume: str | os.PathLike[str] | None = None,
@@ -154,7 +139,8 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
         self.train_batches = Batcher(
-            self.train_split, config.batch_size, self.normalizer, shuffle=True, seed=config.seed,
+            self.train_split, distributed.per_rank_batch(config.batch_size, self.dist),
+            self.normalizer, shuffle=True, seed=config.seed,
             augment=Augment() if config.augment else None, drop_last=self.dist.enabled,
             device=self.device, shard=(self.dist.rank, self.dist.world_size))
         self.steps_per_epoch = 1 if config.dry_run else len(self.train_batches)
@@ -163,15 +149,18 @@ class Trainer:
 
         self.epoch, self.batch, self.step = 0, 0, 0
         self.best = {"val_acc": -1.0, "epoch": 0}
-        self.epoch_stats = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+        # loss sum, correct, count; kept on the device so that a step never waits for a copy
+        self.epoch_stats = torch.zeros(3, dtype=self._stats_dtype(), device=self.device)
         self.train_seconds = 0.0
         if resume_state is not None:
             self.run = RunDir.open(Path(resume_state["path"]).parent)
             self._restore(resume_state)
-        elif self.dist.is_main:
-            self.run = RunDir.create(config.runs_dir, config.name or new_run_name(config.model))
         else:
-            self.run = RunDir(Path(config.runs_dir) / (config.name or "unnamed"))
+            # Every rank uses rank 0's run name (a timestamp could differ); only rank 0 writes.
+            name = distributed.broadcast_object(config.name or new_run_name(config.model),
+                                                self.dist)
+            self.run = (RunDir.create(config.runs_dir, name) if self.dist.is_main
+                        else RunDir(Path(config.runs_dir) / name))
 
     # ---- state -------------------------------------------------------------------------
     def _splits(self) -> tuple[Split, Split]:
@@ -190,7 +179,7 @@ class Trainer:
             "classes": list(self.data.classes),
             "config": self.config.to_dict(),
             "epoch": self.epoch, "batch": self.batch, "step": self.step,
-            "epoch_stats": self.epoch_stats.clone(),
+            "epoch_stats": self.epoch_stats.to("cpu", torch.float64, copy=True),
             "train_seconds": self.train_seconds,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
@@ -208,7 +197,7 @@ class Trainer:
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
-        self.epoch_stats = state["epoch_stats"].clone()
+        self.epoch_stats = state["epoch_stats"].to(self.device, self._stats_dtype(), copy=True)
         self.train_seconds = state.get("train_seconds", 0.0)
         self.best = dict(state["best"])
         set_rng_state(state["rng"], self.device)
@@ -232,13 +221,15 @@ class Trainer:
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        with torch.no_grad():  # accumulate on the device; read back once per log interval
-            self.epoch_stats += torch.stack([loss.detach().double() * len(y),
-                                             (logits.argmax(1) == y).sum().double(),
-                                             torch.tensor(float(len(y)), dtype=torch.float64,
-                                                          device=loss.device)]
-                                            ).cpu()
+        with torch.no_grad():  # accumulate on the device; read back once per epoch
+            stats = self.epoch_stats
+            stats[0] += loss.detach() * len(y)
+            stats[1] += (logits.argmax(1) == y).sum()
+            stats[2] += len(y)
         return loss
+
+    def _stats_dtype(self) -> torch.dtype:
+        return torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no fp64
 
     def evaluate(self, split: Split) -> EvalResult:
         return evaluate(self.model, split, self.normalizer, batch_size=self.config.eval_batch_size,
@@ -249,15 +240,7 @@ class Trainer:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def _epoch_line(self, row: dict[str, Any]) -> str:
-        parts = [f"epoch {row['epoch']}/{self.config.epochs}",
-                 f"loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}"]
-        if row.get("val_acc") is not None:
-            parts.append(f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}")
-        if row.get("test_acc") is not None:
-            parts.append(f"test acc {row['test_acc']:.2%}")
-        parts += [f"lr {row['lr']:.2g}", f"{row['images_per_s']:,.0f} img/s",
-                  f"{row['seconds']:.1f} s"]
-        return " | ".join(parts)
+        return format_epoch_line(row, self.config.epochs)
 
     def run_epoch(self) -> dict[str, Any]:
         cfg, epoch = self.config, self.epoch
@@ -318,7 +301,10 @@ class Trainer:
                 row = self.run_epoch()
                 self.run.log(row)
                 self.progress.print(self._epoch_line(row))
-                score = row.get("val_acc", row["train_acc"])
+                # Rank 0 decides (BatchNorm buffers may differ slightly on other ranks), so
+                # that every rank saves and stops early at the same epoch.
+                score = distributed.broadcast_object(row.get("val_acc", row["train_acc"]),
+                                                     self.dist)
                 if score > self.best["val_acc"]:
                     self.best = {"val_acc": score, "epoch": self.epoch}
                     self.save("best.pt")
@@ -362,7 +348,8 @@ class Trainer:
             "best_epoch": self.best["epoch"], "epochs_run": self.epoch,
             "steps": self.step,
             "train_seconds": self.train_seconds, "wall_seconds": wall_seconds,
-            "images_per_s": self.step * self.config.batch_size / max(self.train_seconds, 1e-9),
+            "images_per_s": self.step * self.train_batches.batch_size * self.dist.world_size
+            / max(self.train_seconds, 1e-9),
             "device": str(self.device), "bf16": self.bf16, "world_size": self.dist.world_size,
             "checkpoint": "best.pt",
         }
@@ -370,9 +357,8 @@ class Trainer:
             self.run.write_summary(summary)
         for cb in self.callbacks:
             cb.on_train_end(self, summary)
-        self.progress.print(
-            f"test accuracy {test.accuracy:.2%} ({test.correct}/{test.total}), "
-            f"{self.train_seconds:.1f} s training, {wall_seconds:.1f} s in all, {self.run.path}/")
+        self.progress.print(format_final_line(test.accuracy, test.correct, test.total,
+                                              self.train_seconds, wall_seconds, self.run.path))
         return summary
 
     def _announce(self) -> None:
@@ -409,6 +395,9 @@ def train(config: TrainConfig, data: DigitData | None = None,
           resume: str | os.PathLike[str] | None = None, callbacks: Sequence[Callback] = (),
           stream: TextIO | None = None, max_epochs: int | None = None) -> TrainResult:
     """Train a model as `config` says and return the run's summary."""
+    if resume is not None and resolve_checkpoint_path(resume, "last.pt").suffix == ".npz":
+        raise MnistlabError(f"{resume}: NumPy-backend runs cannot be resumed (they keep no "
+                            "optimizer state); start a new run")
     if config.backend == "numpy" and resume is None:
         from mnistlab.scratch.integration import train_numpy
 

@@ -30,8 +30,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
     """Schedules step once per batch (onecycle, cosine) or once per epoch (step)."""
     total = config.epochs * steps_per_epoch
     if config.schedule == "onecycle":
+        # OneCycleLR divides by zero when the warm-up is exactly one step (4 steps in all).
+        pct_start = 0.25 if total * 0.25 != 1 else 0.3
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=total, pct_start=0.25,
+            optimizer, max_lr=config.lr, total_steps=total, pct_start=pct_start,
             # SGD momentum cycling fights Nesterov at these short schedules; keep it fixed.
             cycle_momentum=False, div_factor=10.0, final_div_factor=100.0)
     if config.schedule == "cosine":

@@ -1,0 +1,179 @@
+"""A bounded load test of `mnistlab serve` on 127.0.0.1: latency percentiles and throughput.
+
+    flock /tmp/mnistlab-cpu.lock python benchmarks/load_test.py runs/NAME \
+        --requests 2000 --concurrency 8
+
+Starts the server in a child process (or uses --url), sends PNG drawings of digits - real
+MNIST test digits blown up to a 280x280 canvas when MNISTLAB_DATA has them, else synthetic
+strokes - from `concurrency` client threads with keep-alive connections, and fails (exit 1)
+on any error or wrong status. Client and server share the machine's cores, so the figures are
+a floor for what the server alone could do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+import httpx
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+@dataclass
+class LoadReport:
+    url: str
+    endpoint: str
+    requests: int
+    concurrency: int
+    payloads: str
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+    errors: list[str] = field(default_factory=list)
+    correct: int = 0
+    labelled: int = 0
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+    @property
+    def requests_per_s(self) -> float:
+        return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k not in ("latencies_ms", "errors")}
+        out.update(ok=len(self.latencies_ms), errors=len(self.errors),
+                   first_errors=self.errors[:5], requests_per_s=round(self.requests_per_s, 1),
+                   p50_ms=round(self.percentile(50), 2), p90_ms=round(self.percentile(90), 2),
+                   p99_ms=round(self.percentile(99), 2),
+                   max_ms=round(max(self.latencies_ms, default=float("nan")), 2),
+                   accuracy=round(self.correct / self.labelled, 4) if self.labelled else None)
+        return out
+
+    def describe(self) -> str:
+        s = self.summary()
+        accuracy = (f"; answers right on {s['accuracy']:.1%} of labelled drawings"
+                    if s["accuracy"] is not None else "")
+        return (f"{s['ok']:,}/{self.requests:,} requests to {self.endpoint} at concurrency "
+                f"{self.concurrency} in {self.seconds:.1f} s: {s['requests_per_s']:.1f} req/s, "
+                f"latency p50 {s['p50_ms']:.1f} ms, p90 {s['p90_ms']:.1f} ms, "
+                f"p99 {s['p99_ms']:.1f} ms, max {s['max_ms']:.1f} ms; {s['errors']} errors"
+                f"{accuracy} ({self.payloads})")
+
+
+def canvas_png(digit: np.ndarray, side: int = 280) -> bytes:
+    """A 28x28 digit as a browser canvas would send it: white ink on black, 280x280 PNG."""
+    image = Image.fromarray(digit, "L").resize((side, side), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def synthetic_png(k: int, side: int = 280) -> bytes:
+    image = Image.new("L", (side, side), 0)
+    pen = ImageDraw.Draw(image)
+    x = 60 + (k * 37) % 160
+    pen.line([(x, 40), (x + (k % 3) * 20, 240)], fill=255, width=22)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_payloads(n: int = 200) -> tuple[list[bytes], list[int | None], str]:
+    """`n` distinct PNGs, with their true labels where known."""
+    try:
+        from mnistlab.data.dataset import load_dataset
+
+        data = load_dataset("mnist", download=False)
+        digits, labels = data.test_images[:n].numpy(), data.test_labels[:n].tolist()
+        return [canvas_png(d) for d in digits], labels, f"{n} MNIST test digits as 280x280 PNGs"
+    except Exception:  # no data here: the server's speed does not depend on what is drawn
+        return [synthetic_png(k) for k in range(n)], [None] * n, f"{n} synthetic 280x280 PNGs"
+
+
+def run_load(url: str, payloads: list[bytes], labels: list[int | None], *, requests: int,
+             concurrency: int, endpoint: str = "/predict", source: str = "",
+             timeout_s: float = 30.0) -> LoadReport:
+    report = LoadReport(url, endpoint, requests, concurrency, source)
+    lock = threading.Lock()
+    local = threading.local()
+
+    def one(i: int) -> None:
+        client = getattr(local, "client", None)
+        if client is None:  # one keep-alive connection per client thread
+            client = local.client = httpx.Client(base_url=url, timeout=timeout_s)
+        k = i % len(payloads)
+        start = time.perf_counter()
+        try:
+            response = client.post(endpoint, content=payloads[k],
+                                   headers={"content-type": "image/png"})
+            elapsed = (time.perf_counter() - start) * 1000
+            if response.status_code != 200:
+                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+            body = response.json()
+            label = body["prediction" if endpoint == "/activations" else "label"]
+            label = label["label"] if isinstance(label, dict) else label
+        except Exception as e:
+            with lock:
+                report.errors.append(f"request {i}: {type(e).__name__}: {e}")
+            return
+        with lock:
+            report.latencies_ms.append(elapsed)
+            if labels[k] is not None:
+                report.labelled += 1
+                report.correct += int(label == labels[k])
+
+    # Warm up (first-call allocations, lazy imports) outside the measurement.
+    with httpx.Client(base_url=url, timeout=timeout_s) as warm:
+        for payload in payloads[:5]:
+            warm.post(endpoint, content=payload, headers={"content-type": "image/png"})
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(requests)))
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("checkpoint", nargs="?", help="checkpoint or run folder to serve")
+    where.add_argument("--url", help="load an already running server instead")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--endpoint", choices=["/predict", "/activations"], default="/predict")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.requests < 1 or args.concurrency < 1:
+        parser.error("--requests and --concurrency must be at least 1")
+
+    payloads, labels, source = make_payloads()
+    kwargs = dict(requests=args.requests, concurrency=args.concurrency, endpoint=args.endpoint,
+                  source=source)
+    if args.url:
+        report = run_load(args.url, payloads, labels, **kwargs)
+    else:
+        from mnistlab.errors import MnistlabError
+        from mnistlab.serve.background import running_server
+
+        try:
+            with running_server(args.checkpoint, device=args.device) as url:
+                report = run_load(url, payloads, labels, **kwargs)
+        except MnistlabError as e:
+            print(f"load_test: error: {e}", file=sys.stderr)
+            return 2
+    print(json.dumps(report.summary(), indent=2) if args.json else report.describe())
+    for error in report.errors[:5]:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if report.errors or len(report.latencies_ms) != args.requests else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

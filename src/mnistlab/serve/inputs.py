@@ -1,0 +1,126 @@
+"""Turn a request body into digits in MNIST form: uint8 (28, 28) arrays, white on black.
+
+Accepted bodies, for `/predict` (one image) and `/predict/batch` (many):
+
+    multipart/form-data   field `file` (or `image`); batch: repeat the field
+    image/png, image/jpeg the raw image bytes (one image)
+    application/json      {"image": "<base64 or data: URL>"} or {"pixels": 28x28 numbers};
+                          batch: {"images": [ {...}, {...} ]}
+
+Uploaded pictures go through the same MNIST-style preprocessing as `mnistlab predict`
+(mnistlab.predict.preprocess.to_mnist); 28x28 arrays are taken to be in MNIST form already.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+import numpy as np
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from mnistlab.errors import MnistlabError
+from mnistlab.predict.preprocess import from_array, to_mnist
+from mnistlab.serve.limits import IMAGE_FORMATS, ApiError, Limits, decode_image
+
+FILE_FIELDS = ("file", "image")
+JSON_KEYS = ("image", "pixels")
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_items(request: Request, batch: bool, limits: Limits) -> list[tuple[str, Any]]:
+    """The request's images, unprocessed, as (field name, bytes or pixel list) pairs."""
+    kind = media_type(request)
+    if kind == "multipart/form-data":
+        items = await _multipart(request)
+    elif kind in IMAGE_FORMATS.values():
+        items = [("body", await request.body())]
+    elif kind == "application/json":
+        items = _json_items(await request.body(), batch)
+    else:
+        raise ApiError(415, f"content type '{kind or 'none'}' is not accepted: send "
+                            "multipart/form-data, image/png, image/jpeg or application/json")
+    if not items:
+        raise ApiError(400, "no image in the request")
+    if not batch and len(items) > 1:
+        raise ApiError(400, f"{len(items)} images sent to /predict; use /predict/batch")
+    if len(items) > limits.max_batch:
+        raise ApiError(413, f"{len(items)} images in one request; the limit is {limits.max_batch}")
+    return items
+
+
+async def _multipart(request: Request) -> list[tuple[str, Any]]:
+    try:
+        form = await request.form(max_files=1000, max_fields=1000)
+    except Exception as e:  # python-multipart/starlette raise several types for bad bodies
+        raise ApiError(400, f"malformed multipart body ({getattr(e, 'detail', e)})") from None
+    items = []
+    for key, value in form.multi_items():
+        if key not in FILE_FIELDS:
+            raise ApiError(400, f"unknown form field '{key}' (send the image as 'file')")
+        if not isinstance(value, UploadFile):
+            raise ApiError(400, f"form field '{key}' must be a file upload, not text")
+        items.append((f"{key}[{len(items)}]", await value.read()))
+    await form.close()
+    return items
+
+
+def _json_items(body: bytes, batch: bool) -> list[tuple[str, Any]]:
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ApiError(400, f"malformed JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise ApiError(400, "JSON body must be an object, e.g. {\"image\": \"<base64 PNG>\"}")
+    if batch:
+        entries = doc.get("images")
+        if not isinstance(entries, list):
+            raise ApiError(400, "JSON body for /predict/batch needs \"images\": a list of "
+                                "{\"image\": ...} or {\"pixels\": ...} objects")
+        return [_json_item(entry, f"images[{i}]") for i, entry in enumerate(entries)]
+    return [_json_item(doc, "body")]
+
+
+def _json_item(entry: Any, where: str) -> tuple[str, Any]:
+    if not isinstance(entry, dict):
+        raise ApiError(400, f"{where}: must be an object with \"image\" or \"pixels\"")
+    present = [k for k in JSON_KEYS if k in entry]
+    if len(present) != 1:
+        raise ApiError(400, f"{where}: needs exactly one of \"image\" (base64 PNG/JPEG) or "
+                            "\"pixels\" (28x28 numbers)")
+    key = present[0]
+    value = entry[key]
+    if key == "pixels":
+        return f"{where}.pixels", value
+    if not isinstance(value, str):
+        raise ApiError(400, f"{where}.image: must be a base64 string")
+    if value.startswith("data:"):  # a data URL, as canvas.toDataURL() gives
+        value = value.partition(",")[2]
+    try:
+        return f"{where}.image", base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, f"{where}.image: not valid base64") from None
+
+
+def to_digit(field: str, item: Any, limits: Limits) -> np.ndarray:
+    """One item -> uint8 (28, 28). Empty canvases are a 422: the request was well formed."""
+    try:
+        if isinstance(item, bytes):
+            return to_mnist(decode_image(item, limits, field))
+        try:
+            array = np.asarray(item, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise ApiError(400, f"{field}: must be a 28x28 list of numbers") from None
+        digit = from_array(array)
+        if not digit.any():  # to_mnist refuses a blank picture; refuse a blank array alike
+            raise MnistlabError("empty image: no ink found")
+        return digit
+    except MnistlabError as e:
+        status = 422 if "no ink" in str(e) else 400
+        raise ApiError(status, f"{field}: {e}") from None

@@ -1,0 +1,138 @@
+"""The model side of the server: predictions and first-layer feature maps for MNIST-form digits.
+
+One forward pass at a time (a lock): requests are decoded and preprocessed in parallel, but
+PyTorch already spreads one pass over every core, so overlapping passes would only fight over
+them and make each request slower.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from mnistlab.checkpoint import load_model
+from mnistlab.data.pipeline import Normalizer
+from mnistlab.predict.predict import predict
+from mnistlab.viz.activations import Activation, capture_activations
+
+MAX_CHANNELS = 64  # feature maps shown per layer
+FEATURE_LAYERS = 2  # convolution blocks shown
+
+
+class DigitModel:
+    def __init__(self, model: nn.Module, normalizer: Normalizer, state: dict[str, Any],
+                 device: torch.device) -> None:
+        self.model, self.normalizer, self.state, self.device = model, normalizer, state, device
+        classes = state.get("classes") or [str(i) for i in range(10)]
+        self.classes = [str(c) for c in classes]
+        self.lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: torch.device) -> DigitModel:
+        model, normalizer, state = load_model(path, device)
+        return cls(model, normalizer, state, device)
+
+    def predict(self, digits: np.ndarray) -> list[dict[str, Any]]:
+        """uint8 (N, 28, 28) -> one dict per image: label, class, probabilities, input."""
+        with self.lock:
+            predictions = predict(self.model, self.normalizer, digits, self.device)
+        return [{**p.to_dict(self.classes), "input": d.tolist()}
+                for p, d in zip(predictions, digits, strict=True)]
+
+    def feature_maps(self, digit: np.ndarray) -> list[dict[str, Any]]:
+        """What the first convolution blocks output for one uint8 (28, 28) digit."""
+        x = self.normalizer(torch.from_numpy(digit)[None].to(self.device))
+        with self.lock:
+            activations, _ = capture_activations(self.model, x)
+        return [render_layer(conv, act) for conv, act in first_blocks(activations)]
+
+    def info(self) -> dict[str, Any]:
+        spec = self.state.get("model") or {}
+        summary = read_summary(Path(self.state["path"]).parent)
+        return {
+            "name": spec.get("name"),
+            "arguments": spec.get("kwargs", {}),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "dataset": self.state.get("dataset", "mnist"),
+            "classes": self.classes,
+            "checkpoint": self.state["path"],
+            "epoch": self.state.get("epoch"),
+            "test_accuracy": summary.get("test_accuracy"),
+            "device": str(self.device),
+        }
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """The run's summary.json, or {} when the checkpoint is not in a finished run folder."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def first_blocks(activations: list[Activation],
+                 count: int = FEATURE_LAYERS) -> list[tuple[Activation, Activation]]:
+    """For each of the first `count` Conv2d layers: (the conv, the last output of its block).
+
+    A block is the conv and what follows it at the same shape (BatchNorm, the nonlinearity),
+    stopping at pooling or the next conv - so the map shown is what the next layer sees.
+    """
+    blocks: list[tuple[Activation, Activation]] = []
+    for act in activations:
+        if act.kind == "Conv2d":
+            if len(blocks) == count:
+                break
+            blocks.append((act, act))
+        elif blocks and act.output.shape == blocks[-1][0].output.shape:
+            blocks[-1] = (blocks[-1][0], act)
+        elif blocks and act.output.ndim == 4 and len(blocks) == count:
+            break
+    return blocks
+
+
+@functools.cache
+def _colormap() -> np.ndarray:
+    import matplotlib
+
+    return (matplotlib.colormaps["inferno"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+
+
+def render_layer(conv: Activation, act: Activation, max_channels: int = MAX_CHANNELS,
+                 gap: int = 1) -> dict[str, Any]:
+    """The channels of one (1, C, H, W) output as a grid of coloured tiles, in one PNG.
+
+    Scaled by the layer's largest magnitude (not per channel), so that a weak channel looks
+    weak; negative values (before a ReLU) are shown by magnitude."""
+    maps = act.output[0, :max_channels].abs().numpy()
+    channels, h, w = maps.shape
+    top = float(maps.max())
+    levels = np.rint(maps / top * 255).astype(np.uint8) if top > 0 else np.zeros_like(
+        maps, dtype=np.uint8)
+    cols = min(channels, 8 if channels <= 32 else 16)
+    rows = -(-channels // cols)
+    grid = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, 3), 255, dtype=np.uint8)
+    colours = _colormap()[levels]  # (C, H, W, 3)
+    for c in range(channels):
+        r, k = divmod(c, cols)
+        grid[r * (h + gap) : r * (h + gap) + h, k * (w + gap) : k * (w + gap) + w] = colours[c]
+    buffer = io.BytesIO()
+    Image.fromarray(grid, "RGB").save(buffer, format="PNG")
+    total = act.output.shape[1]
+    return {
+        "name": act.name, "kind": act.kind, "conv": conv.name,
+        "shape": list(act.output.shape[1:]), "shown": channels, "channels": total,
+        "rows": rows, "cols": cols, "max": top,
+        "image": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(),
+    }

@@ -1,0 +1,219 @@
+"""The `mnistlab` command: listings, a train/eval round trip on a registered synthetic data set,
+and every error path ending in one `mnistlab: error:` line, exit status 2 and no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import synthetic_spec, write_dataset
+from mnistlab.cli import main
+from mnistlab.data.registry import DATASETS
+from mnistlab.models import MODELS
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    """A synthetic data set registered as `synth` (MD5-checked like the real ones)."""
+    folder = write_dataset(tmp_path_factory.mktemp("synth"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(DATASETS, "synth", synthetic_spec(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def cli_run(synth, tmp_path_factory):
+    """A run trained through the command line."""
+    runs = tmp_path_factory.mktemp("runs")
+    code = main(["train", "--dataset", "synth", "--data-dir", str(synth), "--model", "mlp",
+                 "--hidden", "32", "--epochs", "2", "--batch-size", "50", "--val-size", "100",
+                 "--bf16", "off", "--runs-dir", str(runs), "--name", "cli", "--device", "cpu"])
+    assert code == 0
+    return runs / "cli"
+
+
+def run_ok(argv, capsys) -> str:
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+def fails(argv, capsys, code: int = 2) -> str:
+    """Run a command that must fail; return its one error line."""
+    try:
+        assert main(argv) == code
+    except SystemExit as e:  # argparse's usage errors
+        assert e.code == code
+    err = capsys.readouterr().err
+    assert err.startswith("mnistlab: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err.strip()
+
+
+def test_models_lists_the_zoo(capsys):
+    out = run_ok(["models"], capsys)
+    for name in MODELS:
+        assert f"\n{name} " in out
+    assert "lenet5" in out and "44,426" in out  # LeNet-5's parameters
+
+
+def test_models_json_and_one_model(capsys):
+    rows = json.loads(run_ok(["models", "--json"], capsys))
+    assert {r["name"] for r in rows} == set(MODELS)
+    assert all(r["parameters"] > 0 and r["macs"] > 0 for r in rows)
+    out = run_ok(["models", "lenet5"], capsys)
+    assert "conv" in out.lower() and "44,426" in out
+    layers = json.loads(run_ok(["models", "lenet5", "--json"], capsys))
+    assert sum(layer["params"] for layer in layers) == 44_426
+
+
+def test_train_writes_a_run_and_eval_gives_the_same_count(cli_run, capsys):
+    summary = json.loads((cli_run / "summary.json").read_text())
+    assert summary["dataset"] == "synth" and summary["test_accuracy"] > 0.5
+    result = json.loads(run_ok(["eval", str(cli_run), "--json"], capsys))
+    assert result["dataset"] == "synth" and result["total"] == 200
+    assert result["correct"] == summary["test"]["correct"]
+    assert result["confusion_matrix"] == summary["test"]["confusion_matrix"]
+    out = run_ok(["eval", str(cli_run / "last.pt"), "--device", "cpu"], capsys)
+    assert f"({result['correct']}/200)" in out
+    assert "per-class accuracy" in out and "true\\pred" in out
+
+
+def test_eval_on_the_training_split(cli_run, capsys):
+    result = json.loads(run_ok(["eval", str(cli_run), "--split", "train", "--json"], capsys))
+    assert result["total"] == 600
+
+
+def test_data_shows_files_and_statistics(synth, capsys):
+    info = json.loads(run_ok(["data", "--dataset", "synth", "--data-dir", str(synth), "--json"],
+                             capsys))
+    assert info["train"]["count"] == 600 and sum(info["train"]["class_counts"]) == 600
+    assert all(f["origin"] == "--data-dir" for f in info["files"].values())
+
+
+def test_dry_run_via_the_command_line(synth, tmp_path, capsys):
+    out = run_ok(["train", "--dataset", "synth", "--data-dir", str(synth), "--model", "lenet5",
+                  "--dry-run", "--val-size", "100", "--runs-dir", str(tmp_path), "--name", "d"],
+                 capsys)
+    assert "test accuracy" in out
+    assert json.loads((tmp_path / "d" / "summary.json").read_text())["steps"] == 2
+
+
+def test_resume_of_a_finished_run_changes_nothing(cli_run, capsys):
+    before = torch.load(cli_run / "last.pt", weights_only=True)["state_dict"]
+    run_ok(["train", "--resume", str(cli_run)], capsys)
+    after = torch.load(cli_run / "last.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_error_paths(cli_run, synth, tmp_path, capsys):
+    text = tmp_path / "notes.pt"
+    text.write_text("just text\n")
+    empty_run = tmp_path / "empty-run"
+    empty_run.mkdir()
+    cases = [
+        (["eval", str(tmp_path / "missing.pt")], "missing.pt: no such file or directory"),
+        (["eval", str(text)], "notes.pt: not a readable PyTorch checkpoint"),
+        (["eval", str(empty_run)], "no best.pt or last.pt in this run directory"),
+        (["predict", str(text), str(text)], "notes.pt: not a readable PyTorch checkpoint"),
+        (["eval", str(cli_run), "--dataset", "nope"], "argument --dataset: invalid choice"),
+        (["train", "--epochs", "0"], "--epochs must be at least 1"),
+        (["train", "--model-arg", "oops"], "expected NAME=VALUE, got 'oops'"),
+        (["train", "--model", "mlp", "--model-arg", "depth=3"], "takes no depth"),
+        (["train", "--model", "nope"], "argument --model: invalid choice"),
+        (["train", "--recipe", "nope"], "argument --recipe: invalid choice"),
+        (["train", "--resume", str(empty_run)], "no best.pt or last.pt"),
+        (["eval", str(cli_run), "--device", "tpu"], "--device: unknown device 'tpu'"),
+        (["eval"], "the following arguments are required: CHECKPOINT_OR_RUN"),
+    ]
+    for argv, message in cases:
+        assert message in fails(argv, capsys), argv
+
+
+def test_a_weights_file_of_another_model_is_refused(cli_run, tmp_path, capsys):
+    state = torch.load(cli_run / "best.pt", weights_only=True)
+    state["model"] = {"name": "lenet5", "kwargs": {}}
+    torch.save(state, tmp_path / "tampered.pt")
+    assert "weights do not fit model 'lenet5'" in fails(["eval", str(tmp_path / "tampered.pt")],
+                                                        capsys)
+
+
+def test_missing_data_lists_what_to_fetch(synth, tmp_path, capsys):
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    code = main(["train", "--dataset", "synth", "--data-dir", str(empty), "--no-download",
+                 "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("mnistlab: error: Synthetic digits: could not find or download 4 file")
+    assert f"Put these files in {empty}" in err and "train-images-idx3-ubyte.gz  md5 " in err
+    assert not (tmp_path / "runs").exists()  # nothing half-made
+
+
+# ---- as a separate process ----------------------------------------------------------------
+
+def mnistlab(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mnistlab", *args], capture_output=True,
+                          text=True, timeout=120, **kwargs)
+
+
+def test_python_m_mnistlab(capsys):
+    done = mnistlab("models")
+    assert done.returncode == 0 and "fast" in done.stdout
+    done = mnistlab("--version")
+    assert done.returncode == 0 and done.stdout.startswith("mnistlab ")
+
+
+def test_subprocess_error_is_one_line(tmp_path):
+    done = mnistlab("eval", str(tmp_path / "nope.pt"))
+    assert done.returncode == 2
+    assert done.stderr == f"mnistlab: error: {tmp_path / 'nope.pt'}: no such file or directory\n"
+
+
+# Run the CLI with the synthetic data set registered (argv: DATA_DIR, then mnistlab's args).
+DRIVER = f"""
+import sys
+from pathlib import Path
+sys.path.insert(0, {str(TESTS)!r})
+from conftest import synthetic_spec
+from mnistlab.data.registry import DATASETS
+DATASETS["synth"] = synthetic_spec(Path(sys.argv[1]))
+from mnistlab.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
+def test_sigint_during_training_saves_last_pt_and_exits_130(synth, tmp_path):
+    args = ["train", "--dataset", "synth", "--data-dir", str(synth), "--model", "mlp",
+            "--hidden", "32", "--epochs", "500", "--batch-size", "10", "--val-size", "100",
+            "--bf16", "off", "--runs-dir", str(tmp_path), "--name", "sigint", "--threads", "1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    child = subprocess.Popen([sys.executable, "-c", DRIVER, str(synth), *args], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        for line in child.stdout:  # wait until it is in the middle of training
+            if line.startswith("epoch 1/500") or time.monotonic() > deadline:
+                break
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    run = tmp_path / "sigint"
+    assert child.returncode == 130, err
+    assert err.startswith("mnistlab: error: interrupted at epoch ") and err.count("\n") == 1
+    assert f"saved {run / 'last.pt'}" in err and "Traceback" not in err
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["step"] >= 40 and state["epoch"] * 50 + state["batch"] == state["step"]

@@ -1,0 +1,219 @@
+"""Training on synthetic data: it learns, leaves a complete run directory, and resumes exactly."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import torch
+
+from mnistlab.checkpoint import load_checkpoint, load_model, model_from_checkpoint
+from mnistlab.errors import MnistlabError
+from mnistlab.train import Callback, StepInfo, TrainingInterrupted, resolve_config, train
+from mnistlab.train.rundir import METRIC_COLUMNS, read_metrics
+
+# 500 training images (100 held out) in batches of 32: 16 steps per epoch.
+STEPS = 16
+
+
+def config(tmp_path, name: str, **overrides):
+    options = {"model": "mlp", "model_args": {"hidden": "64"}, "epochs": 2, "batch_size": 32,
+               "val_size": 100, "runs_dir": str(tmp_path / "runs"), "name": name,
+               "bf16": "off", "log_interval": 4, **overrides}
+    return resolve_config(**options)
+
+
+@pytest.fixture(autouse=True)
+def restore_determinism():
+    """`deterministic=True` switches torch's global flag on; keep it from leaking."""
+    before = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(before)
+
+
+def quiet_train(cfg, data, **kwargs):
+    return train(cfg, data=data, stream=io.StringIO(), **kwargs)
+
+
+def test_a_short_run_learns(tmp_path, synthetic_data):
+    result = quiet_train(config(tmp_path, "learn"), synthetic_data)
+    assert result.summary["test_accuracy"] >= 0.9  # chance is 0.1
+    assert result.summary["best_val_accuracy"] >= 0.9
+
+
+def test_the_run_directory_is_complete(tmp_path, synthetic_data):
+    stream = io.StringIO()
+    result = train(config(tmp_path, "complete"), data=synthetic_data, stream=stream)
+    run = result.run_dir
+    assert run == tmp_path / "runs" / "complete"
+    assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.csv", "best.pt",
+                                               "last.pt", "summary.json"}
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"] == "mlp" and cfg["epochs"] == 2 and cfg["batch_size"] == 32
+    assert set(cfg["data_md5"]) == {f.path.name for f in synthetic_data.files.values()}
+    assert cfg["environment"]["torch"] == torch.__version__ and "numpy" in cfg["environment"]
+    assert cfg["resolved"]["train_size"] == 500 and cfg["resolved"]["val_size"] == 100
+
+    rows = read_metrics(run / "metrics.csv")
+    assert list(rows[0]) == METRIC_COLUMNS
+    steps = [r for r in rows if r["kind"] == "step"]
+    epochs = [r for r in rows if r["kind"] == "epoch"]
+    assert [r["step"] for r in steps] == list(range(4, 2 * STEPS + 1, 4))
+    assert [(r["epoch"], r["step"]) for r in epochs] == [(1, STEPS), (2, 2 * STEPS)]
+    assert all(r["val_acc"] is not None and r["train_loss"] > 0 for r in epochs)
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(result.summary))
+    assert summary["test"]["total"] == 200 and len(summary["test"]["confusion_matrix"]) == 10
+    assert sum(map(sum, summary["test"]["confusion_matrix"])) == 200
+    assert summary["test_accuracy"] == summary["test"]["correct"] / 200
+    assert summary["parameters"] == 784 * 64 + 64 + 64 * 10 + 10
+    assert summary["steps"] == 2 * STEPS and summary["epochs_run"] == 2
+    assert summary["best_val_accuracy"] == max(r["val_acc"] for r in epochs)
+
+    out = stream.getvalue()
+    assert "epoch 1/2" in out and "img/s" in out and "test accuracy" in out
+
+
+def test_checkpoints_load_safely_and_rebuild_the_model(tmp_path, synthetic_data):
+    run = quiet_train(config(tmp_path, "ckpt"), synthetic_data).run_dir
+    for name in ("best.pt", "last.pt"):
+        state = torch.load(run / name, weights_only=True)  # no pickled code
+        assert state["format"] == "mnistlab-checkpoint" and state["model"]["name"] == "mlp"
+        assert state["optimizer"] and state["rng"]["torch"].dtype == torch.uint8
+    model, normalizer, state = load_model(run)
+    assert state["path"] == str(run / "best.pt") and not model.training
+    assert normalizer.mean == pytest.approx(float(synthetic_data.train_images.double().mean()
+                                                  / 255), rel=0.05)
+    x = normalizer(synthetic_data.test_images[:5])
+    assert model(x).shape == (5, 10)
+
+
+def test_a_checkpoint_in_another_architecture_is_a_one_line_error(tmp_path, synthetic_data):
+    run = quiet_train(config(tmp_path, "arch", epochs=1), synthetic_data).run_dir
+    state = load_checkpoint(run)
+    for model in ({"name": "lenet5", "kwargs": {}}, {"name": "mlp", "kwargs": {"hidden": "32"}}):
+        with pytest.raises(MnistlabError) as e:
+            model_from_checkpoint({**state, "model": model})
+        message = str(e.value)
+        assert message.startswith(f"{run / 'best.pt'}: weights do not fit model "
+                                  f"'{model['name']}'")
+        assert "\n" not in message and len(message) < 400
+
+
+def straight_and_resumed(tmp_path, data, stop, **overrides):
+    """Weights of 2 epochs straight, and of the same run stopped by `stop` then resumed."""
+    straight = quiet_train(config(tmp_path, "straight", deterministic=True, **overrides), data)
+    cfg = config(tmp_path, "stopped", deterministic=True, **overrides)
+    run = stop(cfg)
+    resumed = quiet_train(cfg, data, resume=run)
+    assert resumed.run_dir == run
+    return (load_checkpoint(straight.run_dir / "last.pt"), load_checkpoint(run / "last.pt"),
+            straight, resumed)
+
+
+def assert_identical(a: dict, b: dict) -> None:
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key, tensor in a["state_dict"].items():
+        assert torch.equal(tensor, b["state_dict"][key]), key
+    assert (a["epoch"], a["batch"], a["step"]) == (b["epoch"], b["batch"], b["step"])
+
+
+@pytest.mark.parametrize("model, extra", [
+    ("mlp", {"model_args": {"hidden": "64"}}),
+    # dropout (RNG state), augmentation (per-batch seeds), conv layers in channels_last
+    ("convnet-s2-small", {"model_args": {}, "augment": True}),
+])
+def test_resume_after_one_epoch_is_exact(tmp_path, synthetic_data, model, extra):
+    def one_epoch(cfg):
+        return quiet_train(cfg, synthetic_data, max_epochs=1).run_dir
+
+    a, b, straight, resumed = straight_and_resumed(tmp_path, synthetic_data, one_epoch,
+                                                   model=model, **extra)
+    assert_identical(a, b)
+    assert resumed.summary["test_accuracy"] == straight.summary["test_accuracy"]
+    rows = read_metrics(resumed.run_dir / "metrics.csv")
+    assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == [1, 2]
+
+
+class InterruptAt(Callback):
+    """Press Ctrl-C after optimizer step `step`."""
+
+    def __init__(self, step: int) -> None:
+        self.stop = step
+
+    def on_step(self, info: StepInfo) -> None:
+        if info.step == self.stop:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("at", [5, STEPS, STEPS + 5])
+def test_ctrl_c_saves_last_pt_and_resume_is_exact(tmp_path, synthetic_data, at):
+    def interrupted(cfg):
+        with pytest.raises(TrainingInterrupted) as e:
+            quiet_train(cfg, synthetic_data, callbacks=[InterruptAt(at)])
+        assert e.value.exit_code == 130
+        run = tmp_path / "runs" / "stopped"
+        assert f"saved {run / 'last.pt'}" in str(e.value)
+        assert f"mnistlab train --resume {run}" in str(e.value)
+        state = load_checkpoint(run / "last.pt")
+        assert state["step"] == at and state["epoch"] * STEPS + state["batch"] == at
+        assert not (run / "summary.json").exists()
+        return run
+
+    a, b, _, resumed = straight_and_resumed(tmp_path, synthetic_data, interrupted)
+    assert_identical(a, b)
+    rows = read_metrics(resumed.run_dir / "metrics.csv")
+    steps = [r["step"] for r in rows if r["kind"] == "step"]
+    assert steps == sorted(set(steps))  # nothing logged twice
+
+
+def test_dry_run_does_one_batch_each_way(tmp_path, synthetic_data):
+    result = quiet_train(config(tmp_path, "dry", dry_run=True, eval_batch_size=50),
+                         synthetic_data)
+    assert result.summary["steps"] == 2  # one batch in each of the 2 epochs
+    assert result.summary["test"]["total"] == 50  # one evaluation batch
+
+
+def test_patience_stops_early(tmp_path, synthetic_data):
+    result = quiet_train(config(tmp_path, "patience", epochs=6, patience=1, lr=1e-9,
+                                schedule="none"), synthetic_data)
+    # with a learning rate of 1e-9 nothing improves after the first epoch
+    assert result.summary["epochs_run"] == 2 and result.summary["best_epoch"] == 1
+
+
+def test_a_used_run_name_is_refused(tmp_path, synthetic_data):
+    quiet_train(config(tmp_path, "taken", dry_run=True), synthetic_data)
+    with pytest.raises(MnistlabError, match="run directory exists and is not empty"):
+        quiet_train(config(tmp_path, "taken", dry_run=True), synthetic_data)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"epochs": 0}, "--epochs must be at least 1"),
+    ({"batch_size": 0}, "--batch-size must be at least 1"),
+    ({"lr": -1.0}, "--lr must be positive"),
+    ({"optimizer": "rmsprop"}, "--optimizer must be one of"),
+    ({"label_smoothing": 1.0}, "--label-smoothing must be in"),
+    ({"no_such_option": 1}, "unknown training option(s): no_such_option"),
+])
+def test_bad_options_are_refused_before_training(overrides, message):
+    with pytest.raises(MnistlabError) as e:
+        resolve_config(**overrides)
+    assert message in str(e.value)
+
+
+def test_val_size_larger_than_the_training_set(tmp_path, synthetic_data):
+    with pytest.raises(MnistlabError, match="--val-size 600 leaves no training images"):
+        quiet_train(config(tmp_path, "big-val", val_size=600), synthetic_data)
+
+
+@pytest.mark.parametrize("optimizer, schedule", [("adam", "cosine"), ("adamw", "step"),
+                                                 ("adadelta", "none"), ("sgd", "onecycle")])
+def test_every_optimizer_and_schedule_trains(tmp_path, synthetic_data, optimizer, schedule):
+    lr = {"adadelta": 1.0, "sgd": 0.05}.get(optimizer, 1e-3)
+    result = quiet_train(config(tmp_path, f"{optimizer}-{schedule}", optimizer=optimizer,
+                                schedule=schedule, lr=lr, label_smoothing=0.1), synthetic_data)
+    assert result.summary["test_accuracy"] >= 0.5

@@ -1,0 +1,357 @@
+"""Pictures: sample grids, curves, comparisons, feature maps, mistakes, TensorBoard logging.
+
+Two tiny runs are trained once for the module on synthetic digits: lenet5 logging test
+metrics every epoch, and a deliberately weak MLP (so that there are mistakes to show).
+Figures are checked through the matplotlib objects the library returns, files by size.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from conftest import load_synthetic, write_dataset
+from mnistlab.checkpoint import load_model
+from mnistlab.cli import main
+from mnistlab.data.pipeline import Split
+from mnistlab.errors import MnistlabError
+from mnistlab.models import MODELS, create_model
+from mnistlab.viz import featuremaps as fm
+from mnistlab.viz.compare import compare_figure, compare_rows, format_table
+from mnistlab.viz.curves import plot_runs, smooth
+from mnistlab.viz.grids import make_mosaic, sample_grid_figure, write_sample_grid
+from mnistlab.viz.mistakes import confusion_figure, find_mistakes, mistakes_figure
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return load_synthetic(write_dataset(tmp_path_factory.mktemp("digits"), n_train=400))
+
+
+@pytest.fixture(scope="module")
+def runs(data, tmp_path_factory) -> dict[str, Path]:
+    from mnistlab.train import resolve_config, train
+
+    root = tmp_path_factory.mktemp("runs")
+    common = dict(epochs=2, val_size=100, runs_dir=str(root), bf16="off", batch_size=32,
+                  log_interval=2, device="cpu")
+    out = {}
+    out["lenet5"] = train(resolve_config(model="lenet5", name="lenet5", track_test=True,
+                                         **common), data=data, stream=io.StringIO()).run_dir
+    out["mlp"] = train(resolve_config(model="mlp", name="weak",
+                                      model_args={"hidden": "16"}, lr=0.003, **common),
+                       data=data, stream=io.StringIO()).run_dir
+    return out
+
+
+@pytest.fixture
+def fake_dataset(monkeypatch, data):
+    """Commands load the checkpoint's data set by name: hand them the synthetic one."""
+    import mnistlab.data.dataset
+
+    monkeypatch.setattr(mnistlab.data.dataset, "load_dataset", lambda *a, **k: data)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+def one_line_error(capsys, argv: list[str], *needles: str) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mnistlab: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+# ---- grids ---------------------------------------------------------------------------
+def test_mosaic_places_every_tile_and_upscales_small_maps():
+    tiles = np.arange(5 * 3 * 3, dtype=np.float32).reshape(5, 3, 3)
+    m = make_mosaic(tiles, cols=2, gap=(1, 1), min_tile=9)
+    assert (m.rows, m.cols, m.tile, m.count) == (3, 2, 9, 5)
+    assert m.array.shape == (3 * 10 + 1, 2 * 10 + 1)
+    x, y = m.origin(3)  # row 1, column 1: its top-left pixel is tile 3's first value
+    assert m.array[int(y + 0.5), int(x + 0.5)] == tiles[3, 0, 0]
+    assert np.isnan(m.array[0]).all()  # gaps are blank
+    assert np.isnan(m.array[21:, 11:]).all()  # the sixth cell is empty
+
+
+def test_sample_grid_has_a_row_per_class(data, tmp_path):
+    fig = sample_grid_figure(data.train_images, data.train_labels, data.classes, per_class=7)
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(data.classes)
+    mosaic = ax.images[0].get_array()
+    assert mosaic.shape[1] > mosaic.shape[0] * 0.6  # 7 columns, 10 rows
+    path = write_sample_grid(data, tmp_path / "grid.png", per_class=4, split="test")
+    width, height = png_size(path)
+    assert 400 < width < 2000 and 600 < height < 2500
+    svg = write_sample_grid(data, tmp_path / "grid.svg", per_class=2)
+    assert svg.read_text().lstrip().startswith("<?xml")
+
+
+def test_sample_grid_rejects_bad_arguments(data, tmp_path):
+    with pytest.raises(MnistlabError, match="per-class"):
+        write_sample_grid(data, tmp_path / "g.png", per_class=0)
+    with pytest.raises(MnistlabError, match="unsupported image format"):
+        write_sample_grid(data, tmp_path / "g.jpg")
+
+
+# ---- curves ----------------------------------------------------------------------------
+def test_smooth_is_debiased_and_follows_a_constant():
+    assert np.allclose(smooth(np.full(50, 3.0)), 3.0)
+    noisy = np.random.default_rng(0).normal(1.0, 0.5, 400)
+    assert smooth(noisy)[100:].std() < noisy[100:].std() / 2
+
+
+def test_plot_overlays_one_line_per_run(runs):
+    fig = plot_runs([runs["lenet5"], runs["mlp"]])
+    loss_ax, acc_ax, _, lr_ax = fig.axes
+    labelled = [line.get_label() for line in loss_ax.get_lines()
+                if not line.get_label().startswith("_")]
+    assert labelled == ["lenet5", "weak (mlp)"]  # the smoothed line of each run
+    assert len(lr_ax.get_lines()) == 2
+    # lenet5 tracked test accuracy: train, val and test lines; the MLP train and val;
+    # and a best-epoch star for each
+    acc_lines = acc_ax.get_lines()
+    assert len(acc_lines) == 3 + 2 + 2
+    assert max(max(line.get_ydata()) for line in acc_lines) <= 100.0
+    assert acc_ax.get_ylim()[1] <= 100.0
+    stars = [line for line in acc_lines if line.get_marker() == "*"]
+    assert len(stars) == 2
+    runs_legend, splits_legend = fig.legends
+    assert [t.get_text().split(" · ")[0] for t in runs_legend.get_texts()] == [
+        "lenet5", "weak (mlp)"]
+    assert all("best val" in t.get_text() for t in runs_legend.get_texts())
+    assert {"train", "validation", "test"} <= {t.get_text() for t in splits_legend.get_texts()}
+    assert acc_ax.yaxis.get_major_formatter()(97.5, 0) == "97.5%"
+
+
+def test_plot_command_writes_png_and_svg(runs, tmp_path, capsys):
+    out = tmp_path / "curves.png"
+    assert main(["plot", str(runs["lenet5"]), str(runs["mlp"]), "-o", str(out)]) == 0
+    width, height = png_size(out)
+    assert 1000 < width < 2000 and 700 < height < 1400
+    assert main(["plot", str(runs["lenet5"]), "-o", str(tmp_path / "c"), "--format", "svg"]) == 0
+    assert (tmp_path / "c.svg").read_text().count("<svg") == 1
+
+
+def test_plot_rejects_what_is_not_a_run(tmp_path, capsys, runs):
+    one_line_error(capsys, ["plot", str(tmp_path / "nope")], "no such run directory")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_line_error(capsys, ["plot", str(empty)], "no metrics.csv")
+    (empty / "metrics.csv").write_text("a,b\n1,2\n")
+    one_line_error(capsys, ["plot", str(empty)], "not an mnistlab metrics file")
+    one_line_error(capsys, ["plot", str(runs["lenet5"]), "-o", str(tmp_path / "x.gif")],
+                   "unsupported image format")
+    one_line_error(capsys, ["plot", str(runs["lenet5"]), "--dpi", "5"], "--dpi")
+
+
+# ---- compare ---------------------------------------------------------------------------
+def test_compare_rows_table_and_chart(runs):
+    rows = compare_rows([runs["lenet5"], runs["mlp"]])
+    summary = json.loads((runs["lenet5"] / "summary.json").read_text())
+    assert rows[0]["test_accuracy"] == summary["test_accuracy"]
+    assert rows[0]["parameters"] == summary["parameters"] == 44426
+    assert rows[1]["model"] == "mlp" and rows[1]["epochs"] == 2
+    table = format_table(rows).splitlines()
+    assert table[0].split()[:3] == ["run", "model", "parameters"]
+    assert len(table) == 2 + 2 and "44,426" in table[2]
+    fig = compare_figure(rows)
+    assert len(fig.axes) == 3
+    assert all(len(ax.patches) == 2 for ax in fig.axes)  # one bar per run in every panel
+
+
+def test_compare_command_formats(runs, tmp_path, capsys):
+    argv = ["compare", str(runs["lenet5"]), str(runs["mlp"])]
+    assert main([*argv, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["run"] for r in rows] == ["lenet5", "weak"]
+    assert main([*argv, "--csv", "--sort", "params"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("run,model,parameters") and lines[1].startswith("weak,mlp")
+    assert main([*argv, "-o", str(tmp_path / "cmp.png")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    width, height = png_size(tmp_path / "cmp.png")
+    assert 1000 < width < 2000 and 150 < height < 800
+
+
+# ---- feature maps ----------------------------------------------------------------------
+def expected_layers(model: nn.Module) -> list[tuple[str, str]]:
+    return [(name, type(m).__name__) for name, m in model.named_modules()
+            if isinstance(m, fm.SHOWN_KINDS) and not any(m.children())]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_featuremaps_show_every_conv_activation_and_pool_layer(name, data):
+    torch.manual_seed(0)
+    model = create_model(name)
+    fig = fm.feature_map_figure(model, data.test_images[0], label=int(data.test_labels[0]),
+                                max_channels=8)
+    layers = [(p.name, p.kind) for p in fig.panels if p.style in ("maps", "bars")
+              and p.name not in ("templates", "logits", "probabilities")]
+    assert layers == expected_layers(model)
+    assert fig.panels[0].name == "input" and fig.panels[-1].name == "probabilities"
+    labels = [ax.get_label() for ax in fig.axes]
+    assert labels.count("input") == 1 and labels[-2:] == ["logits", "probabilities"]
+    for panel in fig.panels:
+        if panel.style == "maps" and panel.name != "templates":
+            ax = next(a for a in fig.axes if a.get_label() == panel.name)
+            mosaic = ax.images[0].get_array()
+            tiles = make_mosaic(np.zeros((panel.shown, *panel.shape[1:])), fm.COLS, (3, 3), 24)
+            assert mosaic.shape == tiles.array.shape
+            assert panel.shown == min(panel.shape[0], 8)
+    assert (name == "mlp") == any(p.name == "templates" for p in fig.panels)
+
+
+def test_featuremaps_of_a_users_own_module(data):
+    class Tiny(nn.Module):  # not from the zoo, not built by create_model
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 3, 3)
+            self.act = nn.Tanh()
+            self.pool = nn.AvgPool2d(2)
+            self.head = nn.Linear(3 * 13 * 13, 10)
+
+        def forward(self, x):
+            return self.head(self.pool(self.act(self.conv(x))).flatten(1))
+
+    fig = fm.feature_map_figure(Tiny(), data.test_images[1])
+    assert [(p.name, p.style, p.shown) for p in fig.panels[1:-2]] == [
+        ("conv", "maps", 3), ("act", "maps", 3), ("pool", "maps", 3)]
+    assert fig.panels[1].shape == (3, 26, 26)
+
+
+def test_featuremaps_of_an_mlp_show_templates_and_bars(data):
+    model = create_model("mlp", hidden="20,12")
+    fig = fm.feature_map_figure(model, data.test_images[2], max_channels=16)
+    templates, hidden1, hidden2 = fig.panels[1:4]
+    assert (templates.name, templates.shown, templates.total) == ("templates", 16, 20)
+    assert (hidden1.style, hidden1.shown, hidden2.shown) == ("bars", 20, 12)
+    bars = next(a for a in fig.axes if a.get_label() == hidden1.name)
+    assert len(bars.patches) == 20
+
+
+def test_featuremaps_reject_a_non_image(data):
+    with pytest.raises(MnistlabError, match="uint8"):
+        fm.feature_map_figure(create_model("lenet5"), data.test_images[:2])
+
+
+def test_featuremaps_command(runs, tmp_path, capsys, fake_dataset):
+    out = tmp_path / "fm.png"
+    assert main(["featuremaps", str(runs["lenet5"]), "--index", "3", "-o", str(out),
+                 "--device", "cpu"]) == 0
+    width, height = png_size(out)
+    assert 1200 < width < 1800 and 1500 < height < 6000
+    Image.fromarray(paper_digit()).save(tmp_path / "digit.png")
+    assert main(["featuremaps", str(runs["mlp"]), "--image", str(tmp_path / "digit.png"),
+                 "-o", str(tmp_path / "fm2.svg")]) == 0
+    assert (tmp_path / "fm2.svg").stat().st_size > 10_000
+
+
+def paper_digit() -> np.ndarray:
+    """A 'photo' of a 1: dark ink on white paper, larger than 28x28."""
+    image = np.full((60, 50), 255, dtype=np.uint8)
+    image[10:50, 22:28] = 0
+    return image
+
+
+def test_featuremaps_command_bad_input(runs, tmp_path, capsys, fake_dataset, data):
+    n = len(data.test_labels)
+    one_line_error(capsys, ["featuremaps", str(runs["lenet5"]), "--index", str(n)],
+                   f"--index {n}", "out of range")
+    one_line_error(capsys, ["featuremaps", str(runs["lenet5"]), "--index", "-1"], "out of range")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"this is not a checkpoint")
+    one_line_error(capsys, ["featuremaps", str(junk), "--index", "0"], "junk.pt")
+    one_line_error(capsys, ["featuremaps", str(runs["lenet5"]), "--image",
+                            str(tmp_path / "missing.png")], "missing.png")
+
+
+# ---- mistakes --------------------------------------------------------------------------
+def test_find_mistakes_most_confident_first(runs, data):
+    model, normalizer, _ = load_model(runs["mlp"])
+    mistakes = find_mistakes(model, Split(data.test_images, data.test_labels), normalizer)
+    assert len(mistakes) > 0, "the weak MLP should make mistakes"
+    assert (mistakes.true != mistakes.predicted).all()
+    assert (mistakes.confidence[:-1] >= mistakes.confidence[1:]).all()
+    assert mistakes.total == len(data.test_labels)
+    confusion = mistakes.confusion
+    assert int(confusion.sum()) == mistakes.total
+    assert int(confusion.sum() - confusion.trace()) == len(mistakes)
+    fig = mistakes_figure(data.test_images, mistakes, data.classes, limit=5)
+    (ax,) = fig.axes
+    titles = [t.get_text() for t in ax.texts]
+    assert len(titles) == min(5, len(mistakes))
+    first = mistakes.indices[0]
+    assert titles[0].startswith(f"{int(data.test_labels[first])} → ")
+
+
+def test_confusion_figure_writes_every_nonzero_count():
+    confusion = torch.tensor([[50, 2, 0], [0, 40, 7], [1, 0, 60]])
+    fig = confusion_figure(confusion, ("a", "b", "c"))
+    (ax,) = fig.axes
+    numbers = [t.get_text() for t in ax.texts if t.get_text().isdigit()]
+    assert sorted(map(int, numbers)) == sorted([50, 2, 40, 7, 1, 60])
+
+
+def test_mistakes_command_writes_two_pictures(runs, tmp_path, capsys, fake_dataset):
+    out = tmp_path / "wrong.png"
+    assert main(["mistakes", str(runs["mlp"]), "-o", str(out), "--limit", "12"]) == 0
+    printed = capsys.readouterr().out
+    assert "test images wrong" in printed and "wrong-confusion.png" in printed
+    width, height = png_size(out)
+    assert 1000 < width < 2000 and 200 < height < 2000
+    width, height = png_size(tmp_path / "wrong-confusion.png")
+    assert 900 < width < 1600 and 900 < height < 1600
+    one_line_error(capsys, ["mistakes", str(tmp_path), "--limit", "3"], "no best.pt")
+    one_line_error(capsys, ["mistakes", str(runs["mlp"]), "--limit", "0"], "--limit")
+
+
+# ---- TensorBoard -----------------------------------------------------------------------
+def test_tensorboard_missing_gives_one_clear_error(monkeypatch):
+    from mnistlab.viz.tensorboard import TensorBoardCallback
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(MnistlabError, match=r"pip install 'mnistlab\[tensorboard\]'"):
+        TensorBoardCallback()
+
+
+def test_tensorboard_logs_scalars_and_images(data, tmp_path):
+    pytest.importorskip("tensorboard", reason="the optional tensorboard package is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mnistlab.train import resolve_config, train
+    from mnistlab.viz.tensorboard import TensorBoardCallback
+
+    config = resolve_config(model="mlp", model_args={"hidden": "16"}, epochs=1, val_size=100,
+                            runs_dir=str(tmp_path), name="tb", bf16="off", log_interval=3,
+                            device="cpu")
+    train(config, data=data, callbacks=[TensorBoardCallback()], stream=io.StringIO())
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()
+    assert {"train/loss", "train/learning rate", "epoch/val accuracy",
+            "test/accuracy"} <= set(tags["scalars"])
+    assert tags["images"] == ["data/training samples"]
+    steps = [e.step for e in events.Scalars("train/loss")]
+    assert steps and all(s % 3 == 0 for s in steps)
+
+
+def test_data_sample_command_uses_the_grid(tmp_path, capsys, fake_dataset):
+    out = tmp_path / "samples.svg"
+    assert main(["data", "sample", "-o", str(out), "--per-class", "3"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert out.read_text().count("<svg") == 1
