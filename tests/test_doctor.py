@@ -175,9 +175,17 @@ def normal_init(model: nn.Module, std: float, bias: float | None = None) -> nn.M
     return model
 
 
+def randn_everywhere(model: nn.Module) -> nn.Module:
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_()
+    return model
+
+
 @pytest.mark.parametrize("model", [RawRandn(), RawRandn((784, 100, 10)),
-                                   normal_init(mlp(hidden=200), 1.0)],
-                         ids=["raw-3x200", "raw-1x100", "nn.Linear-normal"])
+                                   normal_init(mlp(hidden=200), 1.0),
+                                   randn_everywhere(SmallConv())],
+                         ids=["raw-3x200", "raw-1x100", "nn.Linear-normal", "conv"])
 def test_unscaled_random_weights_are_an_error_with_numbers_before_and_after(model):
     report = run(model, lr=0.01)
     finding = report.get("initial-loss-too-high")
@@ -188,6 +196,15 @@ def test_unscaled_random_weights_are_an_error_with_numbers_before_and_after(mode
     runs = finding.evidence["short_training"]
     assert runs["reinitialised"][1] < runs["reinitialised"][0]
     assert report.get("activations-explode") is not None
+
+
+def test_a_zero_initialised_last_layer_is_fine():
+    model = mlp()
+    nn.init.zeros_(model[3].weight)
+    nn.init.zeros_(model[3].bias)
+    report = run(model)
+    assert report.healthy, report.format()
+    assert report.measurements["initial_loss"] == pytest.approx(2.3026, abs=1e-3)
 
 
 def test_scaled_raw_weights_are_fine():
@@ -353,6 +370,15 @@ def test_test_split_used_for_training_or_selection():
 
 
 # ---- check 9: evaluation in training mode ----------------------------------------------------
+class FunctionalDropout(Functional):
+    def __init__(self) -> None:
+        super().__init__(lambda z: z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.dropout(F.relu(self.fc1(x.flatten(1))), 0.3, self.training)
+        return self.fc2(h)
+
+
 def forgetful_eval(model, x):
     with torch.no_grad():
         return model(x)
@@ -367,7 +393,9 @@ def careful_eval(model, x):
 @pytest.mark.parametrize("model", [
     nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 10)),
     nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
-                  nn.Linear(4 * 26 * 26, 10))], ids=["dropout", "batchnorm"])
+                  nn.Linear(4 * 26 * 26, 10)),
+    FunctionalDropout()],
+    ids=["dropout", "batchnorm", "functional-dropout"])
 def test_evaluation_in_training_mode_is_an_error(model):
     finding = run(model, eval_fn=forgetful_eval).get("evaluated-in-training-mode")
     assert finding is not None and finding.severity == "error"
@@ -419,3 +447,24 @@ def test_a_model_that_cannot_run_or_has_the_wrong_output():
 def test_a_flat_input_model_is_fed_flat_images():
     report = run(nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)))
     assert report.healthy and "(784,)" in report.measurements["data"]
+
+
+def test_a_handful_of_user_images_is_enough_and_nan_stays_json_safe():
+    x, y = digits(40)
+    report = run(mlp(), batches=[(x, y)], lr=1e3, probe_lr=True)
+    assert report.get("lr-diverges") is not None
+    points = report.measurements["lr_probe"]["points"]
+    assert any(p["diverged"] for p in points)
+    json.dumps(report.to_dict(), allow_nan=False)  # NaN losses are written as strings
+
+
+def test_an_eval_function_that_returns_an_accuracy_is_checked_too():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.5),
+                          nn.Linear(64, 10))
+    y = digits()[1][:64]
+
+    def accuracy(net, x):  # forgets net.eval(): dropout makes it vary between calls
+        return float((net(x).argmax(1) == y).float().mean())
+
+    finding = run(model, eval_fn=accuracy).get("evaluated-in-training-mode")
+    assert finding is not None and finding.evidence["kinds"] == ["Dropout"]

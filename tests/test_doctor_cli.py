@@ -44,28 +44,37 @@ def test_every_zoo_model_passes_clean_with_its_training_defaults(name):
 
 # ---- the pitfall examples ------------------------------------------------------------------
 @pytest.mark.parametrize(("spec", "options", "expected"), [
-    ("relu_output.py:Net", {}, "non-negative-output"),
+    ("relu_output.py:Net", {"lr": 0.1}, "non-negative-output"),
     ("softmax_dim0.py:Net", {}, "softmax-over-batch"),
     ("randn_init.py:Net", {}, "initial-loss-too-high"),
     ("full_batch.py:Net", {"batch_size": 60000, "epochs": 10}, "too-few-updates"),
 ])
 def test_each_pitfall_is_diagnosed_and_its_fix_is_clean(spec, options, expected):
-    report = examine(load_user_model(str(PITFALLS / spec)), lr=0.01, batches=batches(),
-                     train_size=60000, **options)
+    options = {"lr": 0.01, **options}
+    report = examine(load_user_model(str(PITFALLS / spec)), batches=batches(), train_size=60000,
+                     **options)
     finding = report.get(expected)
     assert finding is not None and finding.severity == "error", report.format()
     assert report.exit_code == 1
     fixed = spec.replace(":Net", ":FixedNet") if "full_batch" not in spec else spec
-    options = {"batch_size": 128, "epochs": 1} if "full_batch" in spec else options
-    clean = examine(load_user_model(str(PITFALLS / fixed)), lr=0.01, batches=batches(),
-                    train_size=60000, **options)
+    if "full_batch" in spec:
+        options.update(batch_size=128, epochs=1)
+    clean = examine(load_user_model(str(PITFALLS / fixed)), batches=batches(), train_size=60000,
+                    **options)
     assert clean.healthy, clean.format()
 
 
 # ---- loading a user's model ----------------------------------------------------------------
 NET_FILE = """
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+
+
+@dataclass
+class Sizes:  # dataclasses need the module registered in sys.modules
+    hidden: int = 32
 
 class Net(nn.Module):
     def __init__(self):
@@ -102,7 +111,7 @@ def test_a_class_or_a_factory_function_loads(net_file):
 
 
 @pytest.mark.parametrize(("suffix", "message"), [
-    (":Nope", "defines no 'Nope' (it defines: Net, broken, make, not_a_model)"),
+    (":Nope", "defines no 'Nope' (it defines: Net, Sizes, broken, make, not_a_model)"),
     (":broken", "building the model failed: RuntimeError: no weights here"),
     (":not_a_model", "returned a int, not a torch.nn.Module"),
     ("", "expected FILE.py:NAME"),
@@ -208,3 +217,8 @@ def test_real_mnist_pitfall_through_the_cli(real_mnist, capsys):
     assert main(["doctor", spec, "--lr", "0.01", "--no-download"]) == 1
     assert "ERROR  non-negative-output" in capsys.readouterr().out
     assert main(["doctor", "--model", "fast", "--no-download"]) == 0
+
+
+def test_the_train_hook_refuses_the_numpy_backend():
+    with pytest.raises(MnistlabError, match="--backend numpy"):
+        doctor_before_training(resolve_config(model="mlp", backend="numpy"))

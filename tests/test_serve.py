@@ -17,7 +17,7 @@ import torch
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
 with warnings.catch_warnings():  # starlette's notice about httpx vs httpx2, not ours to fix
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 

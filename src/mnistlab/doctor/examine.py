@@ -22,7 +22,7 @@ from mnistlab.data.pipeline import Normalizer
 from mnistlab.device import resolve_device
 from mnistlab.doctor import evalmode, init, output, setup
 from mnistlab.doctor.findings import Finding, Report
-from mnistlab.doctor.losses import resolve_loss
+from mnistlab.doctor.losses import Loss, resolve_loss
 from mnistlab.doctor.probe import OptimizerFactory, default_optimizer, lr_probe, short_run
 from mnistlab.errors import MnistlabError
 
@@ -184,30 +184,9 @@ def examine(model: nn.Module, *, loss_fn: Any = "cross_entropy",
     report.add(*output.check_output(form, loss, before.loss, before.last_op, mixing, classes))
 
     if not trained:
-        expected = init.expected_loss(loss, form.form, classes)
-        m.update(initial_loss=before.loss, expected_initial_loss=expected,
-                 logits_std=before.logits_std)
-        m["layers"] = [la.to_dict() for la in before.layers]
-        init_findings = init.check_init(before, None, form.form, loss, classes, None)
-        if init_findings:  # show what the recommended fix does, on a copy
-            fresh = init.reinitialised(net, before.layers)
-            after = init.measure(copy.deepcopy(fresh), (x, y), loss, seed)
-            first_lr = warmup_lr or lr
-            as_is = short_run(net, lr_batches, (x, y), loss, factory, first_lr, COMPARE_STEPS)
-            redone = short_run(fresh, lr_batches, (x, y), loss, factory, first_lr,
-                               COMPARE_STEPS)
-            runs = {"steps": COMPARE_STEPS, "lr": first_lr,
-                    "as_is": [as_is.start, as_is.end], "reinitialised": [redone.start,
-                                                                          redone.end]}
-            init_findings = init.check_init(before, after, form.form, loss, classes, runs)
-        report.add(*init_findings)
-        if probe_lr:
-            lr_m, lr_findings = lr_probe(net, lr_batches, (x, y), loss, factory, lr, LR_STEPS,
-                                         opt_name, warmup_lr)
-            m["lr_probe"] = lr_m
-            # With the model itself broken, the probe measures the breakage, not the rate.
-            if not report.errors:
-                report.add(*lr_findings)
+        plan = Plan(net, (x, y), lr_batches, loss, factory, opt_name, lr, warmup_lr, classes,
+                    seed)
+        _from_scratch(report, plan, before, form.form, probe_lr)
 
     if epochs is not None:
         m["updates"], found = setup.check_updates(epochs, batch_size, train_size)
@@ -230,6 +209,52 @@ def examine(model: nn.Module, *, loss_fn: Any = "cross_entropy",
     elif trained:
         report.add(*evalmode.check_mode_gap(net, x, y))
     return _finish(report, start)
+
+
+@dataclass
+class Plan:
+    """The model copy, the data and the training plan that the from-scratch checks share."""
+
+    net: nn.Module
+    batch: tuple[torch.Tensor, torch.Tensor]  # the fixed batch every measurement uses
+    train_batches: list[tuple[torch.Tensor, torch.Tensor]]
+    loss: Loss
+    factory: OptimizerFactory
+    optimizer_name: str
+    lr: float
+    warmup_lr: float | None
+    classes: int
+    seed: int
+
+
+def _from_scratch(report: Report, plan: Plan, before: init.InitStats, form: str,
+                  probe_lr: bool) -> None:
+    """Checks 4 and 5: the starting point, with a re-initialised copy when it is in question,
+    then the learning-rate probe."""
+    m = report.measurements
+    m.update(initial_loss=before.loss, expected_initial_loss=init.expected_loss(
+        plan.loss, form, plan.classes), logits_std=before.logits_std)
+    m["layers"] = [la.to_dict() for la in before.layers]
+    findings = init.check_init(before, None, form, plan.loss, plan.classes, None)
+    if findings:  # show what the recommended fix does, on a copy
+        fresh = init.reinitialised(plan.net, before.layers)
+        after = init.measure(copy.deepcopy(fresh), plan.batch, plan.loss, plan.seed)
+        first_lr = plan.warmup_lr or plan.lr
+        as_is, redone = (short_run(net, plan.train_batches, plan.batch, plan.loss, plan.factory,
+                                   first_lr, COMPARE_STEPS) for net in (plan.net, fresh))
+        runs = {"steps": COMPARE_STEPS, "lr": first_lr, "as_is": [as_is.start, as_is.end],
+                "reinitialised": [redone.start, redone.end]}
+        findings = init.check_init(before, after, form, plan.loss, plan.classes, runs)
+    report.add(*findings)
+    if probe_lr:
+        lr_m, lr_findings = lr_probe(plan.net, plan.train_batches, plan.batch, plan.loss,
+                                     plan.factory, plan.lr, LR_STEPS, plan.optimizer_name,
+                                     plan.warmup_lr)
+        m["lr_probe"] = lr_m
+        # With the model itself broken, the probe measures the breakage, not the rate.
+        lr_m["confounded"] = bool(report.errors)
+        if not report.errors:
+            report.add(*lr_findings)
 
 
 def _finish(report: Report, start: float) -> Report:

@@ -194,15 +194,21 @@ def format_measurements(m: dict[str, Any]) -> list[str]:
         out.append("    " + "  ".join(f"lr {fmt(p['lr'])}: {fmt(p['loss'])}"
                                       + (" (diverged)" if p["diverged"] else "")
                                       for p in lr["points"]))
-        if lr.get("suggested") is not None:
+        if lr.get("longer"):
+            out.append(f"    plateau, so {lr['longer'][0]['steps']} steps: " + "  ".join(
+                f"lr {fmt(p['lr'])}: {fmt(p['loss'])}" for p in lr["longer"]))
+        if lr.get("confounded"):
+            out.append("    (measured on the model with the errors above: fix them first, then "
+                       "read the probe)")
+        elif lr.get("suggested") is not None:
             lo, hi = lr["suggested"]
             out.append(f"    suggested lr range {fmt(lo)} .. {fmt(hi)} (yours: {fmt(lr['lr'])}"
                        + (f", warming up from {fmt(lr['warmup_lr'])})" if lr.get("warmup_lr")
                           else ")"))
         else:
-            out.append(f"    no rate lowered the loss by 2% in {lr['steps']} steps: too few "
-                       "for the probe to judge (usual for deep nets without BatchNorm, which "
-                       "start on a plateau)")
+            out.append("    no rate lowered the loss by 2% within the probe's steps: too few "
+                       "to judge (usual for deep nets without BatchNorm, which start on a "
+                       "plateau)")
     if "updates" in m:
         u = m["updates"]
         out.append(f"  updates: {u['epochs']} epochs x ceil({u['train_size']:,} / "

@@ -35,10 +35,12 @@ def load_attribute(spec: str) -> Callable[..., Any]:
     if module_spec is None or module_spec.loader is None:
         raise MnistlabError(f"{path}: cannot be imported as a Python module")
     module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module  # dataclasses, pickling and typing look it up there
     sys.path.insert(0, str(path.parent.resolve()))  # so the file's sibling imports work
     try:
         module_spec.loader.exec_module(module)
     except Exception as e:  # the user's code: any error becomes one line naming the file
+        del sys.modules[module_name]
         raise MnistlabError(f"{path}: importing it failed: {_one_line(e)}") from None
     finally:
         sys.path.remove(str(path.parent.resolve()))

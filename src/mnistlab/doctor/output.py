@@ -41,7 +41,9 @@ def output_form(z: torch.Tensor) -> OutputForm:
     }
     nonneg = ev["min"] >= 0
     batch = z.shape[0] > 1
-    if nonneg and ev["row_sum_max_error"] < TOL:
+    if float(z.abs().max()) < 1e-6:
+        form = "logits"  # all zero, e.g. a zero-initialised last layer: nothing to read yet
+    elif nonneg and ev["row_sum_max_error"] < TOL:
         form = "softmax"
     elif nonneg and batch and ev["column_sum_max_error"] < TOL:
         form = "softmax_batch"

@@ -106,16 +106,24 @@ def lr_probe(model: nn.Module, batches: Sequence[Batch], check: Batch, loss: Los
         runs.append(run(runs[-1].lr * 10))
     good = [r for r in runs if not r.diverged and r.drop > 0]
     best = max(good, key=lambda r: r.drop, default=None)
-    suggested = None
-    if best is not None and best.drop > 0.02:
-        usable = [r.lr for r in good if r.drop >= 0.5 * best.drop]
-        suggested = (min(usable), max(usable))
+    suggested = usable_range(good, best)
+    longer: list[RunResult] = []
+    if suggested is None and time.perf_counter() - t0 < EXTEND_BUDGET_S:
+        # A plateau (deep nets without BatchNorm): give the two largest stable rates 3x the
+        # steps; what they do decides the suggestion, and nothing else.
+        stable = sorted((r for r in runs if not r.diverged and r.drop > -0.02),
+                        key=lambda r: r.lr)[-2:]
+        longer = [short_run(model, batches, check, loss, optimizer_factory, r.lr, 3 * steps)
+                  for r in stable]
+        suggested = usable_range([r for r in longer if r.drop > 0], None)
     measurements = {
         "optimizer": optimizer_name, "lr": lr, "warmup_lr": warmup_lr, "steps": steps,
         "batch_size": len(batches[0][1]), "start_loss": yours.start,
         "points": [{"lr": r.lr, "loss": r.end, "drop": r.drop, "diverged": r.diverged}
                    for r in runs],
         "suggested": suggested, "best_lr": best.lr if best else None,
+        "longer": [{"lr": r.lr, "loss": r.end, "drop": r.drop, "steps": 3 * steps}
+                   for r in longer],
     }
     ev = {"lr": lr, "loss_before": yours.start, "loss_after": yours.end,
           "steps": steps, "suggested_range": suggested,
@@ -142,6 +150,15 @@ def lr_probe(model: nn.Module, batches: Sequence[Batch], check: Batch, loss: Los
             "epochs to reach the accuracy a larger rate reaches in one.",
             _lr_fix(suggested, best, optimizer_name)))
     return measurements, findings
+
+
+def usable_range(good: list[RunResult], best: RunResult | None) -> tuple[float, float] | None:
+    """The rates whose loss drop is at least half the best one's, if the best is real (2%)."""
+    best = best or max(good, key=lambda r: r.drop, default=None)
+    if best is None or best.drop <= 0.02:
+        return None
+    usable = [r.lr for r in good if r.drop >= 0.5 * best.drop]
+    return min(usable), max(usable)
 
 
 def _lr_fix(suggested: tuple[float, float] | None, best: RunResult | None,

@@ -43,8 +43,8 @@ class LayerTrace:
 
     @property
     def grad_to_weight(self) -> float | None:
-        if self.grad_norm is None:
-            return None
+        if self.grad_norm is None or self.weight_norm < 1e-12:
+            return None  # e.g. a zero-initialised last layer: no scale to compare against
         return self.grad_norm / max(self.weight_norm, 1e-12)
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ MNIST digits are white on black, their ink fitted into a 20x20 box keeping the a
 that, so a photo of a digit on paper must be brought to the same form before it is classified:
 
     grayscale (transparent pixels composited on white)
-    -> invert when the background (the border pixels) is light
+    -> invert when the ink is darker than the background (the border pixels)
     -> subtract the background level, so grey paper becomes 0 (optional, on by default)
     -> crop to the ink -> longer side to 20 px -> centre by centre of mass in 28x28.
 """
@@ -77,7 +77,12 @@ def border(array: np.ndarray) -> np.ndarray:
 
 def ink_on_black(gray: np.ndarray, denoise: bool = True) -> np.ndarray:
     """White ink on a black background, scaled so the strongest ink is 1."""
-    if float(np.median(border(gray))) > 0.5:  # light background: dark ink on paper
+    # The ink is what lies farthest from the background level (the border's median): if
+    # the darkest pixels are farther from it than the brightest, it is dark ink on paper,
+    # however dimly the paper is lit.
+    level = float(np.median(border(gray)))
+    darkest, brightest = np.percentile(gray, [0.1, 99.9])
+    if level - darkest > brightest - level:
         gray = 1.0 - gray
     ring = border(gray)
     background = float(np.median(ring))

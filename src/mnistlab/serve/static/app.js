@@ -151,6 +151,7 @@ function send() {
 // ---- rendering ----------------------------------------------------------------------------
 
 function buildBars() {
+  bars.classList.toggle("named", classes.some((name) => name.length > 2));
   bars.replaceChildren(...classes.map((name) => {
     const li = document.createElement("li");
     li.innerHTML = '<span class="label"></span><span class="track"><span class="fill"></span>' +
@@ -165,6 +166,7 @@ function render(body) {
   statusLine.textContent = "";
   statusLine.classList.remove("error");
   predictionBox.textContent = p.class;
+  predictionBox.classList.toggle("long", p.class.length > 2); // e.g. Fashion-MNIST's names
   predictionBox.dataset.label = String(p.label);
   confidenceBox.textContent = percent(p.probability);
   [...bars.children].forEach((li, i) => {

@@ -1,0 +1,138 @@
+"""The speed work: recipes, the fast model, the decoded-data cache, and the training step.
+
+No timings here (they live in benchmarks/); these tests check that what was made fast is
+still right.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mnistlab.data import dataset
+from mnistlab.data.idx import write_idx
+from mnistlab.data.locate import LocatedFile, md5_of
+from mnistlab.models import create_model, describe
+from mnistlab.train import Trainer, resolve_config, train
+from mnistlab.train.config import RECIPES
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_every_recipe_resolves_and_builds_its_model(recipe):
+    config = resolve_config(recipe)
+    model = create_model(config.model, **config.model_args)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_default_and_best_recipes():
+    default, best = resolve_config(), resolve_config("best")
+    assert (default.model, default.epochs, default.lr, default.schedule) == (
+        "fast", 2, 0.1, "onecycle")
+    assert best.model_args == {"width": 32} and best.augment and best.epochs > default.epochs
+    # An explicit option beats the recipe; another model drops the recipe's model arguments.
+    assert resolve_config("best", epochs=3).epochs == 3
+    assert resolve_config("best", model="lenet5").model_args == {}
+
+
+def test_fast_model_shapes_and_width():
+    layers = describe(create_model("fast"))
+    convs = [layer for layer in layers if layer.kind == "Conv2d"]
+    assert [tuple(c.output_shape) for c in convs] == [(16, 14, 14), (32, 14, 14),
+                                                           (32, 7, 7)]
+    small = sum(p.numel() for p in create_model("fast").parameters())
+    wide = sum(p.numel() for p in create_model("fast", width=32).parameters())
+    assert 10_000 < small < 20_000 and 3.5 < wide / small < 4.1  # conv params scale as width^2
+    # Channels-last and bf16 autocast give the same predictions as the plain model.
+    torch.manual_seed(0)
+    model = create_model("fast").eval()
+    x = torch.randn(8, 1, 28, 28)
+    reference = model(x)
+    fast = model.to(memory_format=torch.channels_last)
+    with torch.autocast("cpu", torch.bfloat16):
+        low = fast(x.contiguous(memory_format=torch.channels_last)).float()
+    assert torch.allclose(low, reference, atol=0.15)
+
+
+# ---- the decoded-array cache -----------------------------------------------------------
+
+def located(path) -> LocatedFile:
+    return LocatedFile(path, md5_of(path.read_bytes()), "test")
+
+
+def test_decoded_cache_is_used_and_invalidated_when_the_file_changes(tmp_path, monkeypatch):
+    path = tmp_path / "images.gz"
+    first = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    write_idx(path, first)
+    np.testing.assert_array_equal(dataset.decode_cached(located(path)), first)
+    assert dataset._decoded_cache_path(located(path).md5).is_file()
+
+    # A second load comes from the cache: the IDX reader is not called.
+    def no_read(_path):
+        raise AssertionError("decoded again although cached")
+
+    monkeypatch.setattr(dataset, "read_idx", no_read)
+    np.testing.assert_array_equal(dataset.decode_cached(located(path)), first)
+    monkeypatch.undo()
+
+    # The file changes: its MD5 changes, so the stale cache entry is not used.
+    second = first[::-1].copy()
+    write_idx(path, second)
+    np.testing.assert_array_equal(dataset.decode_cached(located(path)), second)
+
+
+def test_corrupt_cache_entry_falls_back_to_the_file(tmp_path):
+    path = tmp_path / "labels.gz"
+    labels = np.arange(10, dtype=np.uint8)
+    write_idx(path, labels)
+    cached = dataset._decoded_cache_path(located(path).md5)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(b"\x93NUMPY truncated")
+    np.testing.assert_array_equal(dataset.decode_cached(located(path)), labels)
+    np.testing.assert_array_equal(np.load(cached), labels)  # and the entry was rewritten
+
+
+def test_cache_not_written_when_disabled(tmp_path):
+    path = tmp_path / "labels"
+    write_idx(path, np.arange(5, dtype=np.uint8))
+    dataset.decode_cached(located(path), use_cache=False)
+    assert not dataset._decoded_cache_path(located(path).md5).exists()
+
+
+# ---- the training step -------------------------------------------------------------------
+
+def config(tmp_path, name, **kw):
+    return resolve_config(model="fast", model_args={"width": 4}, epochs=2, batch_size=50,
+                          val_size=100, runs_dir=str(tmp_path), name=name, threads=1, **kw)
+
+
+def test_step_statistics_stay_on_the_device_and_checkpoint_as_cpu_float64(tmp_path,
+                                                                           synthetic_data):
+    trainer = Trainer(config(tmp_path, "stats", bf16="off"), data=synthetic_data)
+    batches = trainer.train_batches.epoch(0)
+    seen = 0
+    for _ in range(3):
+        x, y = next(batches)
+        trainer.train_step(x, y)
+        seen += len(y)
+    assert trainer.epoch_stats.device == trainer.device
+    assert trainer.epoch_stats[2].item() == seen
+    assert 0 <= trainer.epoch_stats[1].item() <= seen and trainer.epoch_stats[0].item() > 0
+    saved = trainer.state()["epoch_stats"]
+    assert saved.device.type == "cpu" and saved.dtype == torch.float64
+
+
+@pytest.mark.parametrize("bf16, channels_last", [("on", True), ("off", False)])
+def test_resume_is_exact_with_bf16_and_channels_last(tmp_path, synthetic_data, bf16,
+                                                     channels_last):
+    opts = {"bf16": bf16, "channels_last": channels_last, "deterministic": True}
+    whole = train(config(tmp_path, "whole", **opts), data=synthetic_data)
+    train(config(tmp_path, "split", **opts), data=synthetic_data, max_epochs=1)
+    resumed = train(config(tmp_path, "split", **opts), data=synthetic_data,
+                    resume=tmp_path / "split")
+    assert resumed.summary["steps"] == whole.summary["steps"]
+    assert resumed.summary["bf16"] is (bf16 == "on")
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    assert resumed.summary["test_accuracy"] == whole.summary["test_accuracy"]
