@@ -12,12 +12,12 @@ are recorded in docs/speed.md.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import statistics
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.models import create_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import holding
 
 
 @dataclass
@@ -99,19 +102,6 @@ class Stepper:
             return n * self.v.batch / (time.perf_counter() - start)
         finally:
             torch.set_num_threads(default_threads)
-
-
-@contextlib.contextmanager
-def holding(lock: str | None) -> Iterator[None]:
-    if lock is None:
-        yield
-        return
-    with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def main() -> int:

@@ -21,13 +21,10 @@ table is printed and written to benchmarks/results.md (and .json).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import io
 import itertools
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -41,6 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import example_replica as example
+from common import holding, machine
 
 from mnistlab.data.dataset import DigitData, load_dataset
 from mnistlab.data.locate import ensure_files
@@ -51,32 +49,6 @@ from mnistlab.train import resolve_config, train
 
 HERE = Path(__file__).resolve().parent
 TARGET = 0.99
-
-
-@contextlib.contextmanager
-def holding(lock: str | None) -> Iterator[None]:
-    """Hold a flock for one section, so a shared machine's other timings wait for it."""
-    if lock is None:
-        yield
-        return
-    with open(lock, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def machine() -> dict[str, Any]:
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"cpu": model, "cores": os.cpu_count(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "python": platform.python_version(),
-            "load_average_at_start": round(os.getloadavg()[0], 2)}
 
 
 def median_time(fn: Callable[[], Any], repeat: int) -> float:

@@ -105,9 +105,9 @@ def table(runs: Path) -> str:
         f"seed {RECIPE['seed']}; 55,000 training images, the best epoch chosen on 5,000 "
         "held-out validation images, then tested once on the 10,000 test images. "
         "Training seconds (the sum over epochs) exclude data loading and evaluation; they were "
-        "measured while holding the shared CPU lock, one model at a time, but other work on "
-        "the machine still slowed some epochs down (by up to 8 times), so the training images "
-        "per second of each model's fastest epoch is the fairer figure for comparing speed.",
+        "measured while holding the shared CPU lock, one model at a time. Other work on a "
+        "shared machine can still slow an epoch down, so the training images per second of "
+        "each model's fastest epoch is given as the steadiest figure for comparing speed.",
         "",
         f"Machine: {env.get('processor', '?')}, {env.get('cpu_count', '?')} CPUs, "
         f"{env.get('torch_threads', '?')} torch threads, torch {env.get('torch', '?')}, "

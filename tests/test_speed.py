@@ -29,7 +29,7 @@ def test_default_and_best_recipes():
     default, best = resolve_config(), resolve_config("best")
     assert (default.model, default.epochs, default.lr, default.schedule) == (
         "fast", 2, 0.1, "onecycle")
-    assert best.model_args == {"width": 32} and best.augment and best.epochs > default.epochs
+    assert best.model_args == {"width": 48} and best.augment and best.epochs > default.epochs
     # An explicit option beats the recipe; another model drops the recipe's model arguments.
     assert resolve_config("best", epochs=3).epochs == 3
     assert resolve_config("best", model="lenet5").model_args == {}

@@ -95,6 +95,8 @@ def _build_model(args: argparse.Namespace, device):
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from mnistlab.data.dataset import load_dataset
     from mnistlab.device import resolve_device
     from mnistlab.doctor.examine import examine
@@ -102,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from mnistlab.train.config import resolve_config
 
     device = resolve_device(args.device)
+    torch.manual_seed(args.seed)  # the same random init, hence the same report, every run
     model, name, trained, state = _build_model(args, device)
     # A zoo model is examined as `mnistlab train` would train it; a user's own file with the
     # plain optimizer its author most likely wrote (no schedule, no weight decay).

@@ -86,16 +86,23 @@ class Report:
 
     def format(self, width: int = 100) -> str:
         out = [f"mnistlab doctor: {self.subject}", ""]
+        shown_after, shown_fix = "", ""  # several init findings share one experiment and fix
         for f in self.findings:
             out.append(f"{f.severity.upper()}  {f.name}: {f.title}")
             plain = {k: v for k, v in f.evidence.items() if k not in BEFORE_AFTER}
             out.append(_wrap("evidence: " + format_evidence(plain), width))
-            if "after_reinit" in f.evidence or "short_training" in f.evidence:
+            after = format_before_after(f.evidence)
+            if after:
                 out.append(_wrap("after re-initialising a copy: "
-                                 + format_before_after(f.evidence), width))
+                                 + (after if after != shown_after else "as above"), width))
+                shown_after = after
             out.append(_wrap("why: " + f.explanation, width))
-            out.append("  fix:")
-            out.extend("      " + line for line in f.fix.strip("\n").splitlines())
+            if f.fix == shown_fix:
+                out.append("  fix: as above")
+            else:
+                out.append("  fix:")
+                out.extend("      " + line for line in f.fix.strip("\n").splitlines())
+            shown_fix = f.fix
             out.append("")
         out.extend(format_measurements(self.measurements))
         counts = ", ".join(_plural(len(self.by_severity(s)), s) for s in SEVERITIES)
@@ -144,7 +151,8 @@ def format_before_after(evidence: dict[str, Any]) -> str:
     parts = []
     for key in ("initial_loss", "logits_std", "max_layer_out_std", "max_dead_fraction",
                 "max_saturated_fraction", "grad_to_weight_spread"):
-        if after.get(key) is not None and before.get(key) is not None:
+        if after.get(key) is not None and before.get(key) is not None and (after[key]
+                                                                            or before[key]):
             parts.append(f"{key.replace('_', ' ')} {fmt(before[key])} -> {fmt(after[key])}")
     runs = evidence.get("short_training")
     if runs:

@@ -43,6 +43,7 @@ def examine_config(config: TrainConfig, data=None):
     from mnistlab.models import create_model
 
     data = data or load_dataset(config.dataset, config.data_dir, config.download)
+    torch.manual_seed(config.seed)  # the initialisation the training run will start from
     model = create_model(config.model, **config.model_args)
     return examine(
         model, loss_fn="cross_entropy", optimizer_factory=optimizer_factory(config),

@@ -78,7 +78,9 @@ def lr_grid(lr: float) -> list[float]:
 
 
 MAX_RUNS = 6
-EXTEND_BUDGET_S = 2.5  # extra runs only while the probe has used less than this
+# Extra runs (higher rates on a plateau, longer runs) only when the time they are estimated
+# to take, from the steps already timed, keeps the whole probe within this budget.
+PROBE_BUDGET_S = 4.0
 
 
 def lr_probe(model: nn.Module, batches: Sequence[Batch], check: Batch, loss: Loss,
@@ -92,23 +94,31 @@ def lr_probe(model: nn.Module, batches: Sequence[Batch], check: Batch, loss: Los
         return short_run(model, batches, check, loss, optimizer_factory, rate, steps)
 
     t0 = time.perf_counter()
+    steps_done = 0
+
+    def affordable(extra_steps: int) -> bool:
+        spent = time.perf_counter() - t0
+        return spent + extra_steps * spent / max(steps_done, 1) <= PROBE_BUDGET_S
+
     grid = lr_grid(lr)
     if warmup_lr is not None and not any(math.isclose(warmup_lr, g) for g in grid):
         grid = sorted([*grid, warmup_lr])
     runs = [run(g) for g in grid]
+    steps_done += len(grid) * steps
     yours = next(r for r in runs if math.isclose(r.lr, lr))
     first = (yours if warmup_lr is None
              else next(r for r in runs if math.isclose(r.lr, warmup_lr)))
     # Nothing moved the loss yet: look higher, until something does or diverges.
     while (len(runs) < MAX_RUNS and not runs[-1].diverged
            and max(r.drop for r in runs) < 0.1
-           and time.perf_counter() - t0 < EXTEND_BUDGET_S):
+           and affordable(steps)):
         runs.append(run(runs[-1].lr * 10))
+        steps_done += steps
     good = [r for r in runs if not r.diverged and r.drop > 0]
     best = max(good, key=lambda r: r.drop, default=None)
     suggested = usable_range(good, best)
     longer: list[RunResult] = []
-    if suggested is None and time.perf_counter() - t0 < EXTEND_BUDGET_S:
+    if suggested is None and affordable(6 * steps):
         # A plateau (deep nets without BatchNorm): give the two largest stable rates 3x the
         # steps; what they do decides the suggestion, and nothing else.
         stable = sorted((r for r in runs if not r.diverged and r.drop > -0.02),
