@@ -136,3 +136,27 @@ def test_resume_is_exact_with_bf16_and_channels_last(tmp_path, synthetic_data, b
                     strict=True):
         assert torch.equal(a, b)
     assert resumed.summary["test_accuracy"] == whole.summary["test_accuracy"]
+
+
+# ---- the benchmark's replica of the official example -----------------------------------------
+
+def test_example_replica_transforms_match_torchvision_and_the_batcher():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import example_replica as example
+
+    from mnistlab.data.pipeline import Batcher, Normalizer, Split
+
+    images = torch.randint(0, 256, (6, 28, 28), dtype=torch.uint8)
+    labels = torch.arange(6)
+    x, target = example.PILDigits(images, labels)[3]
+    assert x.shape == (1, 28, 28) and x.dtype == torch.float32 and target == 3
+    # ToTensor then Normalize((0.1307,), (0.3081,)), as the example composes them.
+    assert torch.allclose(x, (images[3].float() / 255 - 0.1307) / 0.3081, atol=1e-6)
+    # mnistlab's batcher, with the example's constants, feeds the network the same numbers.
+    batch, _ = next(Batcher(Split(images, labels), 6, Normalizer(0.1307, 0.3081)).epoch(0))
+    assert torch.allclose(batch[3], x, atol=1e-5)
+    out = example.Net()(batch)
+    assert out.shape == (6, 10) and torch.allclose(out.exp().sum(1), torch.ones(6), atol=1e-5)

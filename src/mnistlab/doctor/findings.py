@@ -210,7 +210,8 @@ def format_measurements(m: dict[str, Any]) -> list[str]:
                        "read the probe)")
         elif lr.get("suggested") is not None:
             lo, hi = lr["suggested"]
-            out.append(f"    suggested lr range {fmt(lo)} .. {fmt(hi)} (yours: {fmt(lr['lr'])}"
+            out.append(f"    suggested lr range {fmt(lo)} .. {fmt(hi)}, the fastest from a cold "
+                       f"start (yours: {fmt(lr['lr'])}"
                        + (f", warming up from {fmt(lr['warmup_lr'])})" if lr.get("warmup_lr")
                           else ")"))
         else:

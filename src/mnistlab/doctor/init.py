@@ -138,8 +138,10 @@ def check_init(before: InitStats, after: InitStats | None, form: str, loss: Loss
             {"initial_loss": before.loss, "expected": expected,
              "logits_std": before.logits_std, **fixed},
             "An untrained classifier should spread its bets evenly (loss ln 10). A much larger "
-            "loss means huge random logits: the model is confidently wrong, the softmax is "
-            "saturated, gradients are either zero or enormous, and the loss hardly moves.",
+            "loss means huge random logits: the model is confidently wrong and the softmax "
+            "saturated, so the gradients are either zero or enormous; the loss falls from its "
+            "huge start but stays far above where a well-initialised copy begins, and accuracy "
+            "stays near chance.",
             INIT_FIX))
     layers = before.layers
     first_in = layers[0].in_std if layers and layers[0].in_std > 0 else 1.0

@@ -90,21 +90,25 @@ def lr_probe(model: nn.Module, batches: Sequence[Batch], check: Batch, loss: Los
     """Train copies for `steps` steps at rates around `lr`. With a warm-up (`warmup_lr`, the
     rate of the first steps), divergence is judged at the warm-up rate, since the peak is
     only reached once the model has settled; "too small" is judged at the peak."""
-    def run(rate: float) -> RunResult:
-        return short_run(model, batches, check, loss, optimizer_factory, rate, steps)
+    timings: list[tuple[float, int]] = []  # (seconds, steps) of every run
 
-    t0 = time.perf_counter()
-    steps_done = 0
+    def run(rate: float, n: int = steps) -> RunResult:
+        t = time.perf_counter()
+        result = short_run(model, batches, check, loss, optimizer_factory, rate, n)
+        timings.append((time.perf_counter() - t, n))
+        return result
 
     def affordable(extra_steps: int) -> bool:
-        spent = time.perf_counter() - t0
-        return spent + extra_steps * spent / max(steps_done, 1) <= PROBE_BUDGET_S
+        # The first run also pays one-off costs (the optimizer's first step imports
+        # torch._dynamo: seconds), so the fastest run sets the price of a step.
+        per_step = min(t / n for t, n in timings)
+        spent = sum(t for t, _ in timings[1:]) + per_step * timings[0][1]
+        return spent + extra_steps * per_step <= PROBE_BUDGET_S
 
     grid = lr_grid(lr)
     if warmup_lr is not None and not any(math.isclose(warmup_lr, g) for g in grid):
         grid = sorted([*grid, warmup_lr])
     runs = [run(g) for g in grid]
-    steps_done += len(grid) * steps
     yours = next(r for r in runs if math.isclose(r.lr, lr))
     first = (yours if warmup_lr is None
              else next(r for r in runs if math.isclose(r.lr, warmup_lr)))
@@ -113,7 +117,6 @@ def lr_probe(model: nn.Module, batches: Sequence[Batch], check: Batch, loss: Los
            and max(r.drop for r in runs) < 0.1
            and affordable(steps)):
         runs.append(run(runs[-1].lr * 10))
-        steps_done += steps
     good = [r for r in runs if not r.diverged and r.drop > 0]
     best = max(good, key=lambda r: r.drop, default=None)
     suggested = usable_range(good, best)
@@ -123,8 +126,7 @@ def lr_probe(model: nn.Module, batches: Sequence[Batch], check: Batch, loss: Los
         # steps; what they do decides the suggestion, and nothing else.
         stable = sorted((r for r in runs if not r.diverged and r.drop > -0.02),
                         key=lambda r: r.lr)[-2:]
-        longer = [short_run(model, batches, check, loss, optimizer_factory, r.lr, 3 * steps)
-                  for r in stable]
+        longer = [run(r.lr, 3 * steps) for r in stable]
         suggested = usable_range([r for r in longer if r.drop > 0], None)
     measurements = {
         "optimizer": optimizer_name, "lr": lr, "warmup_lr": warmup_lr, "steps": steps,

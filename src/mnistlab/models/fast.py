@@ -10,12 +10,14 @@ activation map). So the design keeps the largest maps small:
     head   linear 18w -> 10
 
 Every conv is followed by BatchNorm (which lets a high one-cycle learning rate converge in
-one or two epochs) and ReLU. Measured on a 2-core AMD EPYC (see docs/speed.md), width 16
-trains at about 15k images/s with bf16 autocast and channels-last, against about 7k for
-the previous design (three 3x3 convs at 28, 14 and 7 pixels): the full-resolution 3x3 conv
-stack was the cost, and the strided 5x5 stem loses no accuracy in two epochs (99.2%).
-Widening the last block to 4w bought no accuracy at two epochs and cost 20% speed.
-`width` scales every layer; the `best` recipe uses a wider net with augmentation.
+one or two epochs) and ReLU. Measured on a 2-core AMD EPYC with bf16 autocast and
+channels-last (benchmarks/levers.py, docs/speed.md), width 16 trains at about 25k images/s,
+against 6k for the previous design (three 3x3 conv blocks at 28, 14 and 7 pixels, width
+32): the full-resolution 3x3 conv stack was the cost, and the strided 5x5 stem loses no
+accuracy in two epochs (99.2%, mean of 5 seeds). Widening the last block to 4w bought no
+accuracy and cost 20% of the speed; striding every conv instead of pooling was 1.8x faster
+again but left too thin a margin above 99%. `width` scales every layer; the `best` recipe
+uses width 48 with augmentation.
 """
 
 from __future__ import annotations
