@@ -68,6 +68,8 @@ def main() -> int:
     p.add_argument("--json", type=Path, default=None, help="also write the rows here")
     p.add_argument("extra", nargs="*", help="more `mnistlab train` options, after --")
     args = p.parse_args()
+    if args.extra and args.chunk_epochs:
+        p.error("extra `mnistlab train` options cannot be combined with --chunk-epochs")
     rows = []
     with tempfile.TemporaryDirectory(prefix="mnistlab-seeds-") as tmp:
         for seed in args.seeds:
