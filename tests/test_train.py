@@ -217,3 +217,23 @@ def test_every_optimizer_and_schedule_trains(tmp_path, synthetic_data, optimizer
     result = quiet_train(config(tmp_path, f"{optimizer}-{schedule}", optimizer=optimizer,
                                 schedule=schedule, lr=lr, label_smoothing=0.1), synthetic_data)
     assert result.summary["test_accuracy"] >= 0.5
+
+
+def test_a_run_paused_by_max_epochs_writes_no_summary_until_resumed(tmp_path, synthetic_data):
+    cfg = config(tmp_path, "paused", epochs=2)
+    paused = quiet_train(cfg, synthetic_data, max_epochs=1)
+    assert paused.summary == {}
+    assert not (paused.run_dir / "summary.json").exists()
+    assert load_checkpoint(paused.run_dir / "last.pt")["epoch"] == 1
+    finished = quiet_train(cfg, synthetic_data, resume=paused.run_dir)
+    assert json.loads((finished.run_dir / "summary.json").read_text())["epochs_run"] == 2
+
+
+def test_early_stopping_counts_from_the_checkpointed_best_epoch(tmp_path, synthetic_data):
+    class WorseEveryEpoch(Callback):  # make every epoch after the first look worse
+        def on_epoch_end(self, trainer, row):
+            trainer.best = {"val_acc": 2.0, "epoch": 1}
+
+    result = quiet_train(config(tmp_path, "early", epochs=6, patience=2), synthetic_data,
+                         callbacks=[WorseEveryEpoch()])
+    assert result.summary["epochs_run"] == 3  # best at 1, no better at 2 and 3: stop

@@ -8,10 +8,13 @@ directory as it goes; and on Ctrl-C saves `last.pt` at the exact batch it reache
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +50,10 @@ class TrainingInterrupted(MnistlabError):
     """Ctrl-C during training: the state was saved; exit status 130 like any SIGINT."""
 
     exit_code = 130
+
+
+class _HardInterrupt(KeyboardInterrupt):
+    """A second Ctrl-C: stop at once, possibly mid-step, without overwriting last.pt."""
 
 
 @dataclass
@@ -151,6 +158,7 @@ class Trainer:
         self.best = {"val_acc": -1.0, "epoch": 0}
         # loss sum, correct, count; kept on the device so that a step never waits for a copy
         self.epoch_stats = torch.zeros(3, dtype=self._stats_dtype(), device=self.device)
+        self.stop_requested = False  # set by the first Ctrl-C (see _sigint_deferred)
         self.train_seconds = 0.0
         if resume_state is not None:
             self.run = RunDir.open(Path(resume_state["path"]).parent)
@@ -265,6 +273,8 @@ class Trainer:
                 self.progress.update(
                     f"epoch {epoch + 1}/{cfg.epochs} {self.batch}/{self.steps_per_epoch} "
                     f"loss {loss_value:.4f} lr {self.lr():.2g} {rate:,.0f} img/s")
+            if self.stop_requested:  # a Ctrl-C arrived: stop on this step boundary
+                raise KeyboardInterrupt
             if self.batch >= self.steps_per_epoch:
                 break
         synchronize(self.device)
@@ -288,6 +298,26 @@ class Trainer:
         self.epoch_stats.zero_()
         return row
 
+    @contextlib.contextmanager
+    def _sigint_deferred(self):
+        """Turn the first Ctrl-C into a request to stop on the next step boundary, so that
+        last.pt is an exact point of the run; a second Ctrl-C stops at once."""
+        self.stop_requested = False
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers can only be set from the main thread
+            return
+
+        def request_stop(_signum: int, _frame: Any) -> None:
+            if self.stop_requested:
+                raise _HardInterrupt
+            self.stop_requested = True  # a step takes milliseconds: no need to say so
+
+        previous = signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
     def fit(self) -> TrainResult:
         cfg = self.config
         self._announce()
@@ -295,31 +325,18 @@ class Trainer:
             cb.on_train_start(self)
         wall_start = time.perf_counter()
         stop_at = cfg.epochs if self.max_epochs is None else min(cfg.epochs, self.max_epochs)
-        since_best = 0
+        early_stop = False
         try:
-            while self.epoch < stop_at:
-                row = self.run_epoch()
-                self.run.log(row)
-                self.progress.print(self._epoch_line(row))
-                # Rank 0 decides (BatchNorm buffers may differ slightly on other ranks), so
-                # that every rank saves and stops early at the same epoch.
-                score = distributed.broadcast_object(row.get("val_acc", row["train_acc"]),
-                                                     self.dist)
-                if score > self.best["val_acc"]:
-                    self.best = {"val_acc": score, "epoch": self.epoch}
-                    self.save("best.pt")
-                    since_best = 0
-                else:
-                    since_best += 1
-                self.save("last.pt")
-                if self.dist.is_main:
-                    self.run.flush_metrics()
-                for cb in self.callbacks:
-                    cb.on_epoch_end(self, row)
-                if cfg.patience and since_best >= cfg.patience:
-                    self.progress.print(f"early stop: no better validation accuracy for "
-                                        f"{cfg.patience} epoch(s)")
-                    break
+            with self._sigint_deferred():
+                while self.epoch < stop_at and not early_stop:
+                    early_stop = self._epoch_and_checkpoints()
+                    if self.stop_requested:
+                        raise KeyboardInterrupt
+        except _HardInterrupt:
+            distributed.teardown(self.dist)
+            raise TrainingInterrupted(
+                f"stopped at once at epoch {self.epoch + 1}, batch {self.batch}; "
+                f"{self.run.file('last.pt')} holds the end of epoch {self.epoch}") from None
         except KeyboardInterrupt:
             path = self.save("last.pt")
             if self.dist.is_main:
@@ -328,9 +345,38 @@ class Trainer:
             raise TrainingInterrupted(
                 f"interrupted at epoch {self.epoch + 1}, batch {self.batch}: saved {path}; "
                 f"continue with: mnistlab train --resume {self.run.path}") from None
+        if self.epoch < cfg.epochs and not early_stop:  # paused by max_epochs
+            distributed.teardown(self.dist)
+            self.progress.print(f"paused after epoch {self.epoch}/{cfg.epochs}; continue with: "
+                                f"mnistlab train --resume {self.run.path}")
+            return TrainResult(self.run.path, {}, cfg, self.model)
         summary = self.finish(time.perf_counter() - wall_start)
         distributed.teardown(self.dist)
         return TrainResult(self.run.path, summary, cfg, self.model)
+
+    def _epoch_and_checkpoints(self) -> bool:
+        """One epoch, its log line, best.pt and last.pt; True when early stopping says stop."""
+        cfg = self.config
+        row = self.run_epoch()
+        self.run.log(row)
+        self.progress.print(self._epoch_line(row))
+        # Rank 0 decides (BatchNorm buffers may differ slightly on other ranks), so that
+        # every rank saves and stops early at the same epoch.
+        score = distributed.broadcast_object(row.get("val_acc", row["train_acc"]), self.dist)
+        if score > self.best["val_acc"]:
+            self.best = {"val_acc": score, "epoch": self.epoch}
+            self.save("best.pt")
+        self.save("last.pt")
+        if self.dist.is_main:
+            self.run.flush_metrics()
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, row)
+        # Epochs since the best one: derived from the checkpointed state, so it survives resume.
+        if cfg.patience and self.epoch - self.best["epoch"] >= cfg.patience:
+            self.progress.print(f"early stop: no better validation accuracy for "
+                                f"{cfg.patience} epoch(s)")
+            return True
+        return False
 
     def finish(self, wall_seconds: float) -> dict[str, Any]:
         """Test the best checkpoint (chosen on validation, never on test) and write the summary."""
