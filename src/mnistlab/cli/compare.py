@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table(rows))
     if args.output:
-        from mnistlab.cli.plot import save
+        from mnistlab.cli.common import save
 
         path = save(compare_figure(rows), args)
         print(f"wrote {path}", file=sys.stderr if (args.json or args.csv) else sys.stdout)

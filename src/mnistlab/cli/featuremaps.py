@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mnistlab.cli.common import add_data, add_device
-from mnistlab.cli.plot import add_output, save
+from mnistlab.cli.common import add_data, add_device, add_output, save
 from mnistlab.errors import MnistlabError
 
 

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def add_output(parser: argparse.ArgumentParser, default: str) -> None:
-    parser.add_argument("-o", "--output", default=default,
-                        help=f"image file to write; .png, .svg or .pdf (default: {default})")
-    parser.add_argument("--format", choices=["png", "svg", "pdf"], default=None,
-                        help="image format when the file name does not say")
-    parser.add_argument("--dpi", type=int, default=150, help="PNG resolution (dots per inch)")
+from mnistlab.cli.common import add_output, save
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,16 +16,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     add_output(p, "curves.png")
     p.add_argument("--title", default=None, help="figure title")
-
-
-def save(fig, args: argparse.Namespace, output: str | None = None):
-    """Write a figure as the shared -o/--format/--dpi options say."""
-    from mnistlab.errors import MnistlabError
-    from mnistlab.viz.style import save_figure
-
-    if not 20 <= args.dpi <= 600:
-        raise MnistlabError(f"--dpi must be between 20 and 600, got {args.dpi}")
-    return save_figure(fig, output or args.output, args.format, args.dpi)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -35,22 +35,28 @@ class DatasetSpec:
     system_dirs: tuple[str, ...] = field(default=())  # where OS packages install them
 
 
-_IMAGES_60K, _LABELS_60K = 47040016, 60008
-_IMAGES_10K, _LABELS_10K = 7840016, 10008
+# Every sibling of MNIST ships the same four files, with the same sizes once decompressed.
+_FILES = (("train_images", "train-images-idx3-ubyte.gz", 47040016),
+          ("train_labels", "train-labels-idx1-ubyte.gz", 60008),
+          ("test_images", "t10k-images-idx3-ubyte.gz", 7840016),
+          ("test_labels", "t10k-labels-idx1-ubyte.gz", 10008))
+
+
+def _idx_files(md5s: tuple[str, str, str, str],
+               raw_md5s: tuple[str, str, str, str] | None = None) -> dict[str, FileSpec]:
+    """The four FileSpecs, checksums given in the order of _FILES."""
+    raw = raw_md5s or (None, None, None, None)
+    return {key: FileSpec(name, md5, raw_md5, size)
+            for (key, name, size), md5, raw_md5 in zip(_FILES, md5s, raw, strict=True)}
+
 
 MNIST = DatasetSpec(
     name="mnist",
     title="MNIST handwritten digits",
-    files={
-        "train_images": FileSpec("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                                 "6bbc9ace898e44ae57da46a324031adb", _IMAGES_60K),
-        "train_labels": FileSpec("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432",
-                                 "a25bea736e30d166cdddb491f175f624", _LABELS_60K),
-        "test_images": FileSpec("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3",
-                                "2646ac647ad5339dbf082846283269ea", _IMAGES_10K),
-        "test_labels": FileSpec("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c",
-                                "27ae3e4e09519cfbb04c329615203637", _LABELS_10K),
-    },
+    files=_idx_files(("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+                      "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
+                     ("6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624",
+                      "2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637")),
     mirrors=(
         "https://ossci-datasets.s3.amazonaws.com/mnist/",
         "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -63,16 +69,10 @@ MNIST = DatasetSpec(
 FASHION_MNIST = DatasetSpec(
     name="fashion-mnist",
     title="Fashion-MNIST clothing images (Zalando)",
-    files={
-        "train_images": FileSpec("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                                 "f4a8712d7a061bf5bd6d2ca38dc4d50a", _IMAGES_60K),
-        "train_labels": FileSpec("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe",
-                                 "9018921c3c673c538a1fc5bad174d6f9", _LABELS_60K),
-        "test_images": FileSpec("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79",
-                                "8181f5470baa50b63fa0f6fddb340f0a", _IMAGES_10K),
-        "test_labels": FileSpec("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310",
-                                "15d484375f8d13e6eb1aabb0c3f46965", _LABELS_10K),
-    },
+    files=_idx_files(("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+                      "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"),
+                     ("f4a8712d7a061bf5bd6d2ca38dc4d50a", "9018921c3c673c538a1fc5bad174d6f9",
+                      "8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965")),
     mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
     classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
              "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
@@ -83,16 +83,8 @@ FASHION_MNIST = DatasetSpec(
 KMNIST = DatasetSpec(
     name="kmnist",
     title="Kuzushiji-MNIST cursive Japanese characters",
-    files={
-        "train_images": FileSpec("train-images-idx3-ubyte.gz", "bdb82020997e1d708af4cf47b453dcf7",
-                                 None, _IMAGES_60K),
-        "train_labels": FileSpec("train-labels-idx1-ubyte.gz", "e144d726b3acfaa3e44228e80efcd344",
-                                 None, _LABELS_60K),
-        "test_images": FileSpec("t10k-images-idx3-ubyte.gz", "5c965bf0a639b31b8f53240b1b52f4d7",
-                                None, _IMAGES_10K),
-        "test_labels": FileSpec("t10k-labels-idx1-ubyte.gz", "7320c461ea6c1c855c0b718fb2a4b134",
-                                None, _LABELS_10K),
-    },
+    files=_idx_files(("bdb82020997e1d708af4cf47b453dcf7", "e144d726b3acfaa3e44228e80efcd344",
+                           "5c965bf0a639b31b8f53240b1b52f4d7", "7320c461ea6c1c855c0b718fb2a4b134")),
     mirrors=("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
     classes=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
     torchvision_folder="KMNIST",
