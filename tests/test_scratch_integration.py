@@ -101,3 +101,12 @@ def test_numpy_recipe_is_the_documented_one():
     config = resolve_config(backend="numpy")
     assert (config.model, config.model_args, config.epochs, config.schedule) == (
         "mlp", {"hidden": "200,50"}, 12, "cosine")
+
+
+def test_other_commands_read_a_numpy_run(numpy_run, tmp_path, capsys):
+    run = str(numpy_run.run_dir)
+    assert main(["plot", run, "-o", str(tmp_path / "curves.png")]) == 0
+    assert main(["compare", run, "--json"]) == 0
+    assert main(["report", run]) == 0
+    assert (numpy_run.run_dir / "report.html").stat().st_size > 10_000
+    assert (tmp_path / "curves.png").stat().st_size > 1_000
