@@ -135,6 +135,7 @@ def test_error_paths(cli_run, synth, tmp_path, capsys):
         (["train", "--recipe", "nope"], "argument --recipe: invalid choice"),
         (["train", "--resume", str(empty_run)], "no best.pt or last.pt"),
         (["eval", str(cli_run), "--device", "tpu"], "--device: unknown device 'tpu'"),
+        (["eval", str(cli_run), "--batch-size", "0"], "--batch-size must be at least 1"),
         (["eval"], "the following arguments are required: CHECKPOINT_OR_RUN"),
     ]
     for argv, message in cases:

@@ -19,6 +19,7 @@ from conftest import draw_digits
 from mnistlab.doctor import Report, examine
 from mnistlab.doctor.losses import classify_loss, resolve_loss
 from mnistlab.doctor.setup import check_labels, check_updates, count_overlap
+from mnistlab.errors import MnistlabError
 
 torch.set_num_threads(1)
 
@@ -400,7 +401,20 @@ def test_evaluation_in_training_mode_is_an_error(model):
     finding = run(model, eval_fn=forgetful_eval).get("evaluated-in-training-mode")
     assert finding is not None and finding.severity == "error"
     assert finding.evidence["max_difference_to_eval_mode"] > 0
+    assert 0 <= finding.evidence["accuracy_as_evaluated"] <= 1
+    assert 0 <= finding.evidence["accuracy_in_eval_mode"] <= 1
     assert run(model, eval_fn=careful_eval).get("evaluated-in-training-mode") is None
+
+
+def test_an_eval_function_that_fails_is_one_line():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.5),
+                          nn.Linear(64, 10))
+
+    def broken(net, x):
+        raise ValueError("my eval broke")
+
+    with pytest.raises(MnistlabError, match=r"evaluation function failed.*my eval broke"):
+        run(model, eval_fn=broken)
 
 
 def test_training_mode_is_harmless_without_dropout_or_batchnorm():

@@ -141,6 +141,25 @@ def test_wrong_md5_only_copy_is_an_error_that_says_why(spec, source, tmp_path):
     assert f"rejected {bad / spec.files['test_labels'].name}: corrupt gzip data" in message
 
 
+def test_unwritable_download_folder_is_an_error_not_a_traceback(spec, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(MnistlabError) as e:
+        ensure_files(spec, blocker / "data", mirrors=["http://127.0.0.1:9/"])
+    assert "cannot create" in str(e.value)
+
+
+def test_corrupt_deflate_stream_is_rejected_not_a_traceback(spec, source, tmp_path):
+    bad = install(source, tmp_path / "bad")
+    path = bad / spec.files["test_labels"].name
+    data = bytearray(path.read_bytes())
+    data[10:12] = b"\xff\xff"  # gzip header intact, deflate block type invalid: zlib.error
+    path.write_bytes(bytes(data))
+    with pytest.raises(MnistlabError) as e:
+        ensure_files(spec, bad, download_ok=False)
+    assert f"rejected {path}: corrupt gzip data" in str(e.value)
+
+
 # ---- downloads from a local HTTP server ---------------------------------------------------
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -282,3 +301,13 @@ def test_decoded_arrays_are_cached_by_md5(spec, source, tmp_path):
     assert {p.stem for p in cached} == {f.md5 for f in spec.files.values()}
     second = load_dataset("synth", tmp_path / "d", download=False)
     assert (first.train_images == second.train_images).all()
+
+
+def test_an_empty_decoded_cache_file_is_ignored(spec, source, tmp_path):
+    install(source, tmp_path / "d")
+    first = load_dataset("synth", tmp_path / "d", download=False)
+    for cached in (cache_root() / "decoded").glob("*.npy"):
+        cached.write_bytes(b"")  # np.load raises EOFError on an empty file
+    second = load_dataset("synth", tmp_path / "d", download=False)
+    assert (first.train_images == second.train_images).all()
+    assert not list((cache_root() / "decoded").glob(".*.tmp"))

@@ -48,3 +48,13 @@ def test_unknown_model_and_argument():
         create_model("nope")
     with pytest.raises(MnistlabError, match="takes no argument width"):
         create_model("lenet5", width=3)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"activation": "gelu"}, "activation: unknown 'gelu'"),
+    ({"hidden": "64,x"}, "hidden: expected layer sizes"),
+    ({"hidden": "0"}, "at least 1"),
+])
+def test_bad_mlp_arguments_are_one_line_errors(kwargs, message):
+    with pytest.raises(MnistlabError, match=message):
+        create_model("mlp", **kwargs)

@@ -90,6 +90,7 @@ def test_numpy_backend_rejects_what_it_cannot_do(option, tmp_path, synthetic_dat
     config = resolve_config(backend="numpy", epochs=1, runs_dir=str(tmp_path), **option)
     with pytest.raises(MnistlabError):
         train(config, data=synthetic_data)
+    assert not list(tmp_path.iterdir())  # refused before a run directory was made
 
 
 def test_numpy_runs_cannot_be_resumed(numpy_run):

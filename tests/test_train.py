@@ -8,7 +8,12 @@ import json
 import pytest
 import torch
 
-from mnistlab.checkpoint import load_checkpoint, load_model, model_from_checkpoint
+from mnistlab.checkpoint import (
+    load_checkpoint,
+    load_model,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 from mnistlab.errors import MnistlabError
 from mnistlab.train import Callback, StepInfo, TrainingInterrupted, resolve_config, train
 from mnistlab.train.rundir import METRIC_COLUMNS, read_metrics
@@ -102,6 +107,27 @@ def test_a_checkpoint_in_another_architecture_is_a_one_line_error(tmp_path, synt
         assert message.startswith(f"{run / 'best.pt'}: weights do not fit model "
                                   f"'{model['name']}'")
         assert "\n" not in message and len(message) < 400
+
+
+def test_an_unreadable_checkpoint_is_a_one_line_error(tmp_path, monkeypatch):
+    path = tmp_path / "locked.pt"
+    path.write_bytes(b"")
+
+    def denied(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(torch, "load", denied)  # as root, chmod 000 would not stop a read
+    with pytest.raises(MnistlabError, match=r"locked\.pt: cannot read \(Permission denied\)"):
+        load_checkpoint(path)
+
+
+def test_resuming_an_inference_only_checkpoint_is_a_one_line_error(tmp_path, synthetic_data):
+    run = quiet_train(config(tmp_path, "export", epochs=1), synthetic_data).run_dir
+    state = load_checkpoint(run)
+    keep = ("model", "state_dict", "normalizer", "dataset", "classes", "config", "epoch")
+    save_checkpoint(tmp_path / "weights.pt", {k: state[k] for k in keep})  # as `convert` writes
+    with pytest.raises(MnistlabError, match="holds no training state"):
+        quiet_train(config(tmp_path, "again"), synthetic_data, resume=tmp_path / "weights.pt")
 
 
 def straight_and_resumed(tmp_path, data, stop, **overrides):

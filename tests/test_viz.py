@@ -355,3 +355,11 @@ def test_data_sample_command_uses_the_grid(tmp_path, capsys, fake_dataset):
     assert main(["data", "sample", "-o", str(out), "--per-class", "3"]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
     assert out.read_text().count("<svg") == 1
+
+
+def test_an_unwritable_output_is_one_line(tmp_path):
+    from mnistlab.viz.style import new_figure, save_figure
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(MnistlabError, match="cannot write"):
+        save_figure(new_figure(1, 1), tmp_path / "file" / "out.png")

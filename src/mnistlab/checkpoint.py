@@ -62,6 +62,8 @@ def load_checkpoint(path: str | os.PathLike[str], prefer: str = "best.pt") -> di
         return npz_to_checkpoint(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:  # e.g. permission denied (RuntimeError, below, is not an OSError)
+        raise MnistlabError(f"{path}: cannot read ({e.strerror or e})") from None
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
             IndexError, KeyError, TypeError) as e:  # what garbage bytes raise
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

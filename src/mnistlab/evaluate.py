@@ -47,11 +47,12 @@ def predict_logits(model: nn.Module, batcher: Batcher, bf16: bool = False,
             if max_batches is not None and i >= max_batches:
                 break
             with autocast(batcher.device, bf16):
-                logits.append(model(x).float().cpu())
-            labels.append(y.cpu())
+                logits.append(model(x).float())
+            labels.append(y)
     finally:
         model.train(was_training)
-    return torch.cat(logits), torch.cat(labels)
+    # One device-to-host copy at the end, not a synchronising copy per batch.
+    return torch.cat(logits).cpu(), torch.cat(labels).cpu()
 
 
 def evaluate(model: nn.Module, split: Split, normalizer: Normalizer, *, batch_size: int = 1000,

@@ -182,10 +182,13 @@ def export(checkpoint: str | os.PathLike[str], fmt: str, out: str | os.PathLike[
     model, normalizer, state = load_model(checkpoint, "cpu")  # export is fp32 on the CPU
     wrapped = PixelsToLogits(model, normalizer).eval()
     out = Path(out)
-    if fmt == "torchscript":
-        export_torchscript(wrapped, out)
-        return None
-    export_onnx(wrapped, out, metadata(state, normalizer))
+    try:
+        if fmt == "torchscript":
+            export_torchscript(wrapped, out)
+            return None
+        export_onnx(wrapped, out, metadata(state, normalizer))
+    except OSError as e:  # an unwritable folder or a full disk: one line, not a traceback
+        raise MnistlabError(f"{out}: cannot write ({e.strerror or e})") from None
     pixels, source = check_images(state, images, data_dir, download)
     result = check_onnx(out, wrapped, pixels, source)
     if not result.ok:

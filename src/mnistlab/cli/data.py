@@ -26,6 +26,7 @@ def info(args: argparse.Namespace) -> dict:
     import torch
 
     from mnistlab.data.dataset import load_dataset
+    from mnistlab.data.pipeline import Normalizer
 
     data = load_dataset(args.dataset or "mnist", args.data_dir, args.download)
     result = {"dataset": data.name, "title": data.spec.title, "classes": list(data.classes),
@@ -33,10 +34,10 @@ def info(args: argparse.Namespace) -> dict:
                                       "md5_ok": True} for f in data.files.values()}}
     for split in ("train", "test"):
         images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
-        x = images.double() / 255
+        stats = Normalizer.fit(images)  # mean and std of the pixels scaled to [0, 1]
         result[split] = {"count": len(labels), "shape": list(images.shape[1:]),
                          "class_counts": torch.bincount(labels, minlength=10).tolist(),
-                         "pixel_mean": float(x.mean()), "pixel_std": float(x.std())}
+                         "pixel_mean": stats.mean, "pixel_std": stats.std}
     return result
 
 

@@ -74,7 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _build_model(args: argparse.Namespace, device):
-    """(model, name, trained) from exactly one of FILE:NAME, --model, --checkpoint."""
+    """(model, name, trained, checkpoint state or None) from exactly one of FILE:NAME, --model,
+    --checkpoint."""
     given = [x for x in (args.target, args.model, args.checkpoint) if x]
     if len(given) != 1:
         raise MnistlabError("give exactly one of FILE.py:NAME, --model NAME or --checkpoint PATH"

@@ -23,8 +23,11 @@ def run(args: argparse.Namespace) -> int:
     from mnistlab.data.dataset import load_dataset
     from mnistlab.data.pipeline import Split
     from mnistlab.device import resolve_device, use_bf16
+    from mnistlab.errors import MnistlabError
     from mnistlab.evaluate import evaluate, format_confusion
 
+    if args.batch_size < 1:
+        raise MnistlabError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = resolve_device(args.device)
     model, normalizer, state = load_model(args.checkpoint, device)
     dataset = args.dataset or state.get("dataset", "mnist")

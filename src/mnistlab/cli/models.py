@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from mnistlab.models.summary import count_params
 
     if args.name:
-        model = create_model(MODELS[args.name].name if args.name in MODELS else args.name)
+        model = create_model(args.name)  # an unknown name is a one-line MnistlabError
         if args.json:
             print_json([vars(layer) for layer in describe(model)])
         else:

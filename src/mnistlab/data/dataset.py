@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mnistlab.atomic import atomic_open
 from mnistlab.data.idx import IdxError, check_pair, read_idx
 from mnistlab.data.locate import LocatedFile, cache_root, ensure_files
 from mnistlab.data.registry import DatasetSpec, get_spec
@@ -51,17 +52,14 @@ def decode_cached(located: LocatedFile, use_cache: bool = True) -> np.ndarray:
     """Read an IDX file, via the decoded-array cache when possible (keyed by its MD5)."""
     cached = _decoded_cache_path(located.md5)
     if use_cache and cached.is_file():
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, EOFError):  # EOFError: an empty file
             return np.load(cached, allow_pickle=False)
     array = read_idx(located.path)
     if use_cache:
         # The cache is only an optimisation: a read-only home must not break loading.
-        with contextlib.suppress(OSError):
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                np.save(f, array, allow_pickle=False)
-            os.replace(tmp, cached)
+        # atomic_open removes its temporary file when the write fails (e.g. a full disk).
+        with contextlib.suppress(OSError), atomic_open(cached) as f:
+            np.save(f, array, allow_pickle=False)
     return array
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
 import sys
 import tempfile
@@ -63,7 +64,11 @@ def _fetch(url: str, dest: Path, md5: str, progress: bool) -> None:
 
 def download(urls: Sequence[str], dest: Path, md5: str, progress: bool = True) -> Path:
     """Try each URL in turn; return `dest` once a copy with the right MD5 is in place."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # e.g. a read-only --data-dir: say so in one line, with the rest
+        raise DownloadError(f"{dest.name}: cannot create {dest.parent} ({e.strerror or e})"
+                            ) from None
     problems = []
     for url in urls:
         if progress:
@@ -73,7 +78,8 @@ def download(urls: Sequence[str], dest: Path, md5: str, progress: bool = True) -
             return dest
         except DownloadError as e:
             problems.append(str(e))
-        except (urllib.error.URLError, OSError, ValueError) as e:
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
+            # HTTPException: e.g. IncompleteRead when a server closes the connection early.
             reason = getattr(e, "reason", None) or e
             problems.append(f"{url}: {reason}")
         if progress:

@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import os
 import sys
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,7 @@ def verify(path: Path, spec: DatasetSpec, fspec: FileSpec) -> tuple[str | None, 
     if data[:2] == b"\x1f\x8b":  # gzipped, but not the mirrors' bytes: look inside
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, zlib.error) as e:
             return None, f"corrupt gzip data ({e})"
     if len(data) != fspec.raw_size:
         return None, f"wrong size: {len(data)} bytes of IDX data, expected {fspec.raw_size}"

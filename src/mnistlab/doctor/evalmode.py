@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from mnistlab.doctor.findings import Finding
+from mnistlab.doctor.loading import _one_line
+from mnistlab.errors import MnistlabError
 
 EvalFn = Callable[[nn.Module, torch.Tensor], Any]
 # Layers whose output depends on model.training (functional dropout is caught by its effect).
@@ -27,7 +29,7 @@ MODE_DEPENDENT = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)
 def _as_tensor(value: Any) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.detach().float().cpu()
-    return torch.tensor(float(value))
+    return torch.as_tensor(value, dtype=torch.float32)
 
 
 def _mode_dependent(net: nn.Module, x: torch.Tensor) -> float:
@@ -56,7 +58,11 @@ def check_eval_fn(model: nn.Module, eval_fn: EvalFn, x: torch.Tensor,
         net.train()
         torch.manual_seed(0)
         with torch.no_grad():
-            first, second = _as_tensor(eval_fn(net, x)), _as_tensor(eval_fn(net, x))
+            try:
+                first, second = _as_tensor(eval_fn(net, x)), _as_tensor(eval_fn(net, x))
+            except Exception as e:  # the user's code: any failure becomes one line
+                raise MnistlabError(f"the evaluation function failed on a batch of shape "
+                                    f"{tuple(x.shape)}: {_one_line(e)}") from None
     finally:
         for h in hooks:
             h.remove()
@@ -76,10 +82,10 @@ def check_eval_fn(model: nn.Module, eval_fn: EvalFn, x: torch.Tensor,
         change = max(change, ev["max_difference_to_eval_mode"])
     if not in_training and change <= 1e-5 * float(proper.abs().max().clamp(min=1e-12)):
         return []
-        if labels is not None and first.dim() == 2:
-            y = labels.cpu()
-            ev["accuracy_as_evaluated"] = float((first.argmax(1) == y).float().mean())
-            ev["accuracy_in_eval_mode"] = float((proper.argmax(1) == y).float().mean())
+    if labels is not None and first.dim() == 2 and len(first) == len(labels):
+        y = labels.cpu()
+        ev["accuracy_as_evaluated"] = float((first.argmax(1) == y).float().mean())
+        ev["accuracy_in_eval_mode"] = float((proper.argmax(1) == y).float().mean())
     return [Finding(
         "evaluated-in-training-mode", "error",
         f"the evaluation runs the model in training mode ({', '.join(ev['kinds'])} active)",

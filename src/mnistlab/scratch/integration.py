@@ -94,14 +94,15 @@ def train_numpy(config: Any, data: Any = None, stream: TextIO | None = None) -> 
     hidden = config.model_args.get("hidden", "200,50")
     activation = config.model_args.get("activation", "relu")
     net = MLP(_sizes(hidden), activation=activation, init="he", seed=config.seed)
+    batch = min(config.batch_size, len(x_train))
+    steps_per_epoch = math.ceil(len(x_train) / batch)
+    schedule = _schedule(config, steps_per_epoch)  # refuse before the run directory exists
     run = RunDir.create(config.runs_dir, config.name or new_run_name("numpy-mlp"))
     model_spec = {"name": "mlp", "kwargs": {"hidden": ",".join(map(str, net.sizes[1:-1])),
                                             "activation": activation}}
     extra = {"model": model_spec, "dataset": data.name, "classes": list(data.classes),
              "normalizer": {"mean": normalizer.mean, "std": normalizer.std},
              "config": config.to_dict()}
-    batch = min(config.batch_size, len(x_train))
-    steps_per_epoch = math.ceil(len(x_train) / batch)
     run.write_config(config.to_dict(), {
         "resolved": {"backend": "numpy", "sizes": list(net.sizes), "device": "cpu (numpy)",
                      "normalizer": extra["normalizer"], "train_size": len(x_train),
@@ -135,7 +136,7 @@ def train_numpy(config: Any, data: Any = None, stream: TextIO | None = None) -> 
         fit(net, x_train, y_train, x_val if len(x_val) else None, y_val,
             epochs=1 if config.dry_run else config.epochs, batch_size=batch, lr=config.lr,
             momentum=config.momentum, weight_decay=config.weight_decay,
-            schedule=_schedule(config, steps_per_epoch), seed=config.seed, on_epoch=on_epoch)
+            schedule=schedule, seed=config.seed, on_epoch=on_epoch)
     except KeyboardInterrupt:
         from mnistlab.train.loop import TrainingInterrupted
 

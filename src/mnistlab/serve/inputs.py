@@ -74,7 +74,7 @@ async def _multipart(request: Request) -> list[tuple[str, Any]]:
 def _json_items(body: bytes, batch: bool) -> list[tuple[str, Any]]:
     try:
         doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
         raise ApiError(400, f"malformed JSON: {e}") from None
     if not isinstance(doc, dict):
         raise ApiError(400, "JSON body must be an object, e.g. {\"image\": \"<base64 PNG>\"}")
@@ -115,7 +115,7 @@ def to_digit(field: str, item: Any, limits: Limits) -> np.ndarray:
             return to_mnist(decode_image(item, limits, field))
         try:
             array = np.asarray(item, dtype=np.float64)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):
             raise ApiError(400, f"{field}: must be a 28x28 list of numbers") from None
         digit = from_array(array)
         if not digit.any():  # to_mnist refuses a blank picture; refuse a blank array alike

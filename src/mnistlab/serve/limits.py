@@ -49,6 +49,9 @@ def decode_image(data: bytes, limits: Limits, field: str = "image") -> Image.Ima
         raise ApiError(415, f"{field}: not a PNG or JPEG image") from None
     except Image.DecompressionBombError as e:
         raise ApiError(413, f"{field}: image too large ({e})") from None
+    except (OSError, ValueError, SyntaxError) as e:  # a damaged header, e.g. cut short
+        raise ApiError(400, f"{field}: unreadable image header "
+                            f"({str(e).strip() or type(e).__name__})") from None
     if image.format not in IMAGE_FORMATS:
         raise ApiError(415, f"{field}: {image.format} images are not accepted "
                             f"(send {' or '.join(IMAGE_FORMATS)})")

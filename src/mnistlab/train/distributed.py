@@ -90,8 +90,3 @@ def broadcast_object(obj: T, info: DistInfo) -> T:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def barrier(info: DistInfo) -> None:
-    if info.enabled:
-        dist.barrier()

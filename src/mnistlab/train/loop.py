@@ -9,7 +9,6 @@ directory as it goes; and on Ctrl-C saves `last.pt` at the exact batch it reache
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import random
 import signal
@@ -108,6 +107,10 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+# What `--resume` needs beyond the weights; exports and conversions leave these out.
+_RESUME_KEYS = ("config", "optimizer", "rng", "epoch_stats", "epoch", "batch", "step", "best")
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, data: DigitData | None = None,
                  resume: str | os.PathLike[str] | None = None,
@@ -118,6 +121,9 @@ class Trainer:
         resume_state = None
         if resume is not None:
             resume_state = load_checkpoint(resume, prefer="last.pt")
+            if any(resume_state.get(k) is None for k in _RESUME_KEYS):
+                raise MnistlabError(f"{resume_state['path']}: holds no training state (an "
+                                    "inference-only export or conversion); it cannot be resumed")
             config = TrainConfig.from_dict({**resume_state["config"],
                                             "device": config.device, "threads": config.threads})
         self.config = config
@@ -247,9 +253,6 @@ class Trainer:
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def _epoch_line(self, row: dict[str, Any]) -> str:
-        return format_epoch_line(row, self.config.epochs)
-
     def run_epoch(self) -> dict[str, Any]:
         cfg, epoch = self.config, self.epoch
         self.model.train()
@@ -359,7 +362,7 @@ class Trainer:
         cfg = self.config
         row = self.run_epoch()
         self.run.log(row)
-        self.progress.print(self._epoch_line(row))
+        self.progress.print(format_epoch_line(row, cfg.epochs))
         # Rank 0 decides (BatchNorm buffers may differ slightly on other ranks), so that
         # every rank saves and stops early at the same epoch.
         score = distributed.broadcast_object(row.get("val_acc", row["train_acc"]), self.dist)
@@ -449,8 +452,3 @@ def train(config: TrainConfig, data: DigitData | None = None,
 
         return train_numpy(config, data=data, stream=stream)
     return Trainer(config, data, resume, callbacks, stream, max_epochs).fit()
-
-
-def total_steps(config: TrainConfig, train_size: int) -> int:
-    return config.epochs * math.ceil(train_size / config.batch_size)
-

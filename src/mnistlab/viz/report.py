@@ -74,7 +74,11 @@ def write_report(run_dir: str | os.PathLike[str], data=None,
     (never downloaded)."""
     run = load_run(run_dir)
     path = run.path / "report.html"
-    write_text(path, render_report(run, data, device))
+    html_text = render_report(run, data, device)
+    try:
+        write_text(path, html_text)
+    except OSError as e:  # e.g. a read-only run folder
+        raise MnistlabError(f"{path}: cannot write ({e.strerror or e})") from None
     return path
 
 

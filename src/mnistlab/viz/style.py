@@ -107,7 +107,11 @@ def save_figure(fig: Figure, output: str | os.PathLike[str], fmt: str | None = N
                 dpi: int = DPI) -> Path:
     """Write `fig` atomically as PNG, SVG or PDF; return the path written."""
     path, fmt = image_format(output, fmt)
-    write_bytes(path, figure_bytes(fig, fmt, dpi))
+    data = figure_bytes(fig, fmt, dpi)
+    try:
+        write_bytes(path, data)
+    except OSError as e:  # an unwritable folder, a file where a folder should be, a full disk
+        raise MnistlabError(f"{path}: cannot write ({e.strerror or e})") from None
     return path
 
 
