@@ -218,3 +218,14 @@ def test_sigint_during_training_saves_last_pt_and_exits_130(synth, tmp_path):
     assert f"saved {run / 'last.pt'}" in err and "Traceback" not in err
     state = torch.load(run / "last.pt", weights_only=True)
     assert state["step"] >= 40 and state["epoch"] * 50 + state["batch"] == state["step"]
+
+
+def test_resume_says_which_options_it_ignores(tmp_path, capsys):
+    from mnistlab.cli import build_parser
+    from mnistlab.cli.train import options_ignored_on_resume
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--resume", "r", "--epochs", "9", "--lr", "0.1",
+                              "--device", "cpu", "--threads", "1"])
+    assert options_ignored_on_resume(args) == ["--epochs", "--lr"]
+    assert options_ignored_on_resume(parser.parse_args(["train", "--resume", "r"])) == []

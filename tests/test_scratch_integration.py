@@ -85,7 +85,8 @@ def test_convert_refuses_non_mlp_and_bad_suffix(tmp_path, capsys, synthetic_data
 
 
 @pytest.mark.parametrize("option", [{"optimizer": "adam"}, {"schedule": "onecycle"},
-                                    {"augment": True}, {"model": "lenet5"}])
+                                    {"augment": True}, {"model": "lenet5"}, {"patience": 2},
+                                    {"model_args": {"hidden": "32", "width": 3}}])
 def test_numpy_backend_rejects_what_it_cannot_do(option, tmp_path, synthetic_data):
     config = resolve_config(backend="numpy", epochs=1, runs_dir=str(tmp_path), **option)
     with pytest.raises(MnistlabError):

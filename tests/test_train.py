@@ -263,3 +263,14 @@ def test_early_stopping_counts_from_the_checkpointed_best_epoch(tmp_path, synthe
     result = quiet_train(config(tmp_path, "early", epochs=6, patience=2), synthetic_data,
                          callbacks=[WorseEveryEpoch()])
     assert result.summary["epochs_run"] == 3  # best at 1, no better at 2 and 3: stop
+
+
+def test_checkpoints_record_the_precision_they_were_tested_in(tmp_path, synthetic_data):
+    from mnistlab.checkpoint import evaluation_bf16
+
+    run = quiet_train(config(tmp_path, "fp32", epochs=1), synthetic_data).run_dir
+    state = load_checkpoint(run / "best.pt")
+    assert state["bf16"] is False
+    assert evaluation_bf16(state, torch.device("cpu")) is False
+    # Older checkpoints without the key fall back on the configured setting.
+    assert evaluation_bf16({"config": {"bf16": "off"}}, torch.device("cpu")) is False

@@ -9,6 +9,7 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
     normalizer            {"mean": ..., "std": ...} of the training pixels
     dataset, classes      what the model predicts
     config                the resolved TrainConfig
+    bf16                  whether it trained (and was tested) under bf16 autocast
     epoch, batch, step    progress: `batch` > 0 means saved in the middle of epoch `epoch`
     optimizer, scheduler  their state_dicts (None in an inference-only export)
     rng                   torch's global RNG state (dropout), CUDA's if any
@@ -28,6 +29,7 @@ from torch import nn
 
 from mnistlab.atomic import write_with
 from mnistlab.data.pipeline import Normalizer
+from mnistlab.device import bf16_supported
 from mnistlab.errors import MnistlabError
 from mnistlab.models import create_model
 
@@ -107,6 +109,15 @@ def model_from_checkpoint(state: dict[str, Any],
     load_weights(model, state["state_dict"], state.get("path", "checkpoint"))
     norm = state.get("normalizer") or {"mean": 0.1307, "std": 0.3081}
     return model.to(device).eval(), Normalizer(mean=norm["mean"], std=norm["std"])
+
+
+def evaluation_bf16(state: dict[str, Any], device: torch.device) -> bool:
+    """Evaluate in the precision the run was tested in (bf16 autocast or not), so that `eval`,
+    `mistakes` and the report reproduce the counts in its summary exactly."""
+    trained = state.get("bf16")
+    if trained is None:  # checkpoints that predate the key, and NumPy runs
+        trained = state.get("config", {}).get("bf16", "off") != "off"
+    return bool(trained) and bf16_supported(device)
 
 
 def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu",

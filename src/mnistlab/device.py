@@ -30,6 +30,9 @@ def resolve_device(name: str = "auto") -> torch.device:
             f"--device: unknown device '{name}' (use auto, cpu, cuda, cuda:N or mps)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MnistlabError("--device cuda: no CUDA GPU is available to this PyTorch build")
+    if device.type == "cuda" and device.index is not None and (
+            device.index >= torch.cuda.device_count()):
+        raise MnistlabError(f"--device {name}: there are {torch.cuda.device_count()} CUDA GPUs")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None)
                                      and torch.backends.mps.is_available()):
         raise MnistlabError("--device mps: Apple MPS is not available here")

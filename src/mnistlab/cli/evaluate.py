@@ -19,10 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mnistlab.checkpoint import load_model
+    from mnistlab.checkpoint import evaluation_bf16, load_model
     from mnistlab.data.dataset import load_dataset
     from mnistlab.data.pipeline import Split
-    from mnistlab.device import resolve_device, use_bf16
+    from mnistlab.device import resolve_device
     from mnistlab.errors import MnistlabError
     from mnistlab.evaluate import evaluate, format_confusion
 
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_dataset(dataset, data_dir, args.download)
     split = Split(getattr(data, f"{args.split}_images"), getattr(data, f"{args.split}_labels"))
     # Evaluate in the precision the run was trained and reported in, so numbers agree.
-    bf16 = use_bf16(state.get("config", {}).get("bf16", "off"), device)
+    bf16 = evaluation_bf16(state, device)
     result = evaluate(model, split, normalizer, batch_size=args.batch_size, device=device,
                       bf16=bf16)
     if args.json:

@@ -34,7 +34,7 @@ def confusion_path(output: str, fmt: str | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mnistlab.checkpoint import load_model
+    from mnistlab.checkpoint import evaluation_bf16, load_model
     from mnistlab.cli.featuremaps import load_split
     from mnistlab.data.pipeline import Split
     from mnistlab.device import resolve_device
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     model, normalizer, state = load_model(args.checkpoint, device)
     images, labels, classes = load_split(args, state, args.split)
     mistakes = find_mistakes(model, Split(images, labels), normalizer, device,
-                             num_classes=len(classes))
+                             num_classes=len(classes), bf16=evaluation_bf16(state, device))
     print(f"{len(mistakes):,} of {mistakes.total:,} {args.split} images wrong "
           f"({100 * (1 - len(mistakes) / max(mistakes.total, 1)):.2f}% right)")
     first = save(mistakes_figure(images, mistakes, classes, args.limit), args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from mnistlab.cli.common import add_data, add_device
@@ -101,11 +102,27 @@ def config_from_args(args: argparse.Namespace):
     return resolve_config(args.recipe, **options)
 
 
+# Options that --resume honours (where and how to run); every other one comes from the run.
+_RESUME_KEEPS = {"func", "command", "resume", "device", "threads", "doctor", "report",
+                 "tensorboard", "download"}
+
+
+def options_ignored_on_resume(args: argparse.Namespace) -> list[str]:
+    given = [k for k, v in vars(args).items() if k not in _RESUME_KEEPS and v not in (None, [])]
+    given = [k for k in given if not (k == "recipe" and args.recipe == "default")]
+    return ["--" + k.replace("_", "-") for k in sorted(given)]
+
+
 def run(args: argparse.Namespace) -> int:
     from mnistlab.train import train
 
     config = config_from_args(args)
-    if args.resume is None and config.backend == "torch":
+    if args.resume is not None:
+        ignored = options_ignored_on_resume(args)
+        if ignored:
+            print(f"mnistlab: note: --resume continues with the run's own options; ignoring "
+                  f"{', '.join(ignored)}", file=sys.stderr)
+    elif config.backend == "torch":
         from mnistlab.models import model_arguments
 
         unknown = set(config.model_args) - set(model_arguments(config.model))

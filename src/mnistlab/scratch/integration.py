@@ -54,8 +54,13 @@ def _check_supported(config: Any) -> None:
         raise MnistlabError(f"--optimizer {config.optimizer}: the numpy backend has SGD only")
     if config.model != "mlp":
         raise MnistlabError(f"--model {config.model}: the numpy backend trains an mlp only")
+    unknown = sorted(set(config.model_args) - {"hidden", "activation"})
+    if unknown:
+        raise MnistlabError(f"the numpy backend's mlp takes hidden and activation, not "
+                            f"{', '.join(unknown)}")
     unsupported = [name for name, on in (("augment", config.augment),
-                                         ("label-smoothing", config.label_smoothing > 0))
+                                         ("label-smoothing", config.label_smoothing > 0),
+                                         ("patience", config.patience is not None))
                    if on]
     if unsupported:
         raise MnistlabError(f"--{unsupported[0]}: not supported by the numpy backend")

@@ -46,6 +46,8 @@ def from_environment() -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    if "RANK" not in os.environ:
+        raise MnistlabError(f"WORLD_SIZE={world} but RANK is not set: launch with torchrun")
     return DistInfo(rank=int(os.environ["RANK"]), world_size=world,
                     local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 

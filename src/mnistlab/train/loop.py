@@ -192,6 +192,7 @@ class Trainer:
             "dataset": self.data.name,
             "classes": list(self.data.classes),
             "config": self.config.to_dict(),
+            "bf16": self.bf16,
             "epoch": self.epoch, "batch": self.batch, "step": self.step,
             "epoch_stats": self.epoch_stats.to("cpu", torch.float64, copy=True),
             "train_seconds": self.train_seconds,

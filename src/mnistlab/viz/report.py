@@ -94,11 +94,11 @@ def render_report(run: RunRecord, data=None, device: torch.device | str = "cpu")
     confusion = (s.get("test") or {}).get("confusion_matrix")
     mistakes = None
     if test is not None:
+        from mnistlab.checkpoint import evaluation_bf16
         from mnistlab.data.pipeline import Split
-        from mnistlab.device import bf16_supported
         from mnistlab.viz.mistakes import find_mistakes
 
-        bf16 = bool(s.get("bf16")) and bf16_supported(torch.device(device))
+        bf16 = evaluation_bf16(state or {}, torch.device(device))
         mistakes = find_mistakes(model, Split(*test), normalizer, device,
                                  num_classes=len(classes), bf16=bf16)
         confusion = mistakes.confusion.tolist()  # the same evaluation as the mistakes shown
