@@ -274,3 +274,20 @@ def test_checkpoints_record_the_precision_they_were_tested_in(tmp_path, syntheti
     assert evaluation_bf16(state, torch.device("cpu")) is False
     # Older checkpoints without the key fall back on the configured setting.
     assert evaluation_bf16({"config": {"bf16": "off"}}, torch.device("cpu")) is False
+
+
+def test_evaluating_an_empty_split_gives_zero_counts():
+    from mnistlab.data.pipeline import Normalizer, Split
+    from mnistlab.evaluate import evaluate
+    from mnistlab.models import create_model
+
+    empty = Split(torch.zeros(0, 28, 28, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64))
+    result = evaluate(create_model("lenet5"), empty, Normalizer(0.13, 0.31))
+    assert (result.correct, result.total, int(result.confusion.sum())) == (0, 0, 0)
+
+
+def test_numpy_dry_run_trains_one_batch(tmp_path, synthetic_data):
+    result = quiet_train(config(tmp_path, "np-dry", backend="numpy", dry_run=True, epochs=3),
+                         synthetic_data)
+    assert result.summary["epochs_run"] == 1
+    assert result.summary["steps"] == 1

@@ -51,6 +51,8 @@ def predict_logits(model: nn.Module, batcher: Batcher, bf16: bool = False,
             labels.append(y)
     finally:
         model.train(was_training)
+    if not logits:  # an empty split
+        return torch.empty(0, 10), torch.empty(0, dtype=torch.int64)
     # One device-to-host copy at the end, not a synchronising copy per batch.
     return torch.cat(logits).cpu(), torch.cat(labels).cpu()
 

@@ -93,6 +93,10 @@ def train_numpy(config: Any, data: Any = None, stream: TextIO | None = None) -> 
         return x, split.labels.numpy()
 
     x_train, y_train = rows(train_split)
+    if config.dry_run:  # one batch of training and one of evaluation, as with torch
+        x_train, y_train = x_train[: config.batch_size], y_train[: config.batch_size]
+        val_split = Split(val_split.images[: config.eval_batch_size],
+                          val_split.labels[: config.eval_batch_size])
     x_val, y_val = rows(val_split)
     x_test, y_test = rows(Split(data.test_images, data.test_labels))
 
