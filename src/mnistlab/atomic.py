@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,6 +53,12 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def copy_file(source: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Copy `source` to `path` atomically."""
+    with open(source, "rb") as src:
+        write_with(path, lambda f: shutil.copyfileobj(src, f))
 
 
 def write_with(path: str | os.PathLike[str], writer: Callable[[IO[bytes]], None]) -> None:

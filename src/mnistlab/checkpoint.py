@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from mnistlab.atomic import write_with
-from mnistlab.data.pipeline import Normalizer
+from mnistlab.data.pipeline import MNIST_NORMALIZER, Normalizer
 from mnistlab.device import bf16_supported
 from mnistlab.errors import MnistlabError
 from mnistlab.models import create_model
@@ -107,8 +107,9 @@ def model_from_checkpoint(state: dict[str, Any],
         raise MnistlabError(f"{state.get('path', 'checkpoint')}: has no model description")
     model = create_model(spec["name"], **spec.get("kwargs", {}))
     load_weights(model, state["state_dict"], state.get("path", "checkpoint"))
-    norm = state.get("normalizer") or {"mean": 0.1307, "std": 0.3081}
-    return model.to(device).eval(), Normalizer(mean=norm["mean"], std=norm["std"])
+    norm = state.get("normalizer")
+    normalizer = Normalizer(mean=norm["mean"], std=norm["std"]) if norm else MNIST_NORMALIZER
+    return model.to(device).eval(), normalizer
 
 
 def evaluation_bf16(state: dict[str, Any], device: torch.device) -> bool:
@@ -118,6 +119,20 @@ def evaluation_bf16(state: dict[str, Any], device: torch.device) -> bool:
     if trained is None:  # checkpoints that predate the key, and NumPy runs
         trained = state.get("config", {}).get("bf16", "off") != "off"
     return bool(trained) and bf16_supported(device)
+
+
+def checkpoint_dataset(state: dict[str, Any], name: str | None = None,
+                       data_dir: str | os.PathLike[str] | None = None,
+                       download: bool = True) -> Any:
+    """The data set a checkpoint was trained on (or `name`), looked for first where its run
+    found it (unless `data_dir` says otherwise), then in the usual places."""
+    from mnistlab.data.dataset import load_dataset
+
+    trained_on = state.get("dataset") or "mnist"
+    name = name or trained_on
+    if data_dir is None and name == trained_on:
+        data_dir = (state.get("config") or {}).get("data_dir")
+    return load_dataset(name, data_dir, download)
 
 
 def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu",

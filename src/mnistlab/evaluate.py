@@ -61,6 +61,12 @@ def evaluate(model: nn.Module, split: Split, normalizer: Normalizer, *, batch_si
              device: torch.device | str = "cpu", bf16: bool = False,
              max_batches: int | None = None, num_classes: int = 10) -> EvalResult:
     batcher = Batcher(split, batch_size, normalizer, device=device)
+    return evaluate_batches(model, batcher, bf16, max_batches, num_classes)
+
+
+def evaluate_batches(model: nn.Module, batcher: Batcher, bf16: bool = False,
+                     max_batches: int | None = None, num_classes: int = 10) -> EvalResult:
+    """`evaluate` on a Batcher that already holds the split on its device (reused per epoch)."""
     logits, labels = predict_logits(model, batcher, bf16, max_batches)
     return result_from_logits(logits, labels, num_classes)
 

@@ -38,9 +38,8 @@ class PixelsToLogits(nn.Module):
     def __init__(self, model: nn.Module, normalizer: Normalizer) -> None:
         super().__init__()
         self.model = model
-        # The same affine map as Normalizer.__call__, so that both paths round alike.
-        self.scale = 1.0 / (255.0 * normalizer.std)
-        self.shift = -normalizer.mean / normalizer.std
+        # Normalizer's own affine map, so that both paths round alike.
+        self.scale, self.shift = normalizer.scale, normalizer.shift
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model(pixels * self.scale + self.shift)
@@ -157,11 +156,11 @@ def check_images(state: dict[str, Any], n: int = 1000, data_dir: str | None = No
                  download: bool = False) -> tuple[torch.Tensor, str]:
     """The first `n` test images of the checkpoint's data set; without the data, `n` random
     sparse images (still a fair numerical check, but not of real digits) - and say which."""
-    from mnistlab.data.dataset import load_dataset
+    from mnistlab.checkpoint import checkpoint_dataset
 
     name = str(state.get("dataset") or "mnist")
     try:
-        data = load_dataset(name, data_dir, download=download)
+        data = checkpoint_dataset(state, None, data_dir, download)
         return data.test_images[:n], f"{name} test images"
     except MnistlabError:
         g = torch.Generator().manual_seed(0)

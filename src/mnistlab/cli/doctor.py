@@ -98,6 +98,7 @@ def _build_model(args: argparse.Namespace, device):
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from mnistlab.checkpoint import checkpoint_dataset
     from mnistlab.data.dataset import load_dataset
     from mnistlab.device import resolve_device
     from mnistlab.doctor.examine import examine
@@ -124,8 +125,10 @@ def run(args: argparse.Namespace) -> int:
         eval_fn = load_attribute(args.eval_fn)
         if not callable(eval_fn):
             raise MnistlabError(f"--eval {args.eval_fn}: is not a function")
-    dataset = args.dataset or (state or {}).get("dataset", "mnist")
-    data = load_dataset(dataset, args.data_dir, args.download)
+    if state is not None:  # a checkpoint: the data set it was trained on, where it was found
+        data = checkpoint_dataset(state, args.dataset, args.data_dir, args.download)
+    else:
+        data = load_dataset(args.dataset or "mnist", args.data_dir, args.download)
     report = examine(
         model, loss_fn=args.loss, optimizer_factory=optimizer_factory(config),
         optimizer_name=optimizer_label(config), lr=config.lr, warmup_lr=warmup_lr(config),

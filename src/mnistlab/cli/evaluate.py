@@ -19,8 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mnistlab.checkpoint import evaluation_bf16, load_model
-    from mnistlab.data.dataset import load_dataset
+    from mnistlab.checkpoint import checkpoint_dataset, evaluation_bf16, load_model
     from mnistlab.data.pipeline import Split
     from mnistlab.device import resolve_device
     from mnistlab.errors import MnistlabError
@@ -30,12 +29,7 @@ def run(args: argparse.Namespace) -> int:
         raise MnistlabError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = resolve_device(args.device)
     model, normalizer, state = load_model(args.checkpoint, device)
-    dataset = args.dataset or state.get("dataset", "mnist")
-    # Without --data-dir, look where the run found its data first (then the usual places).
-    data_dir = args.data_dir
-    if data_dir is None and dataset == state.get("dataset"):
-        data_dir = state.get("config", {}).get("data_dir")
-    data = load_dataset(dataset, data_dir, args.download)
+    data = checkpoint_dataset(state, args.dataset, args.data_dir, args.download)
     split = Split(getattr(data, f"{args.split}_images"), getattr(data, f"{args.split}_labels"))
     # Evaluate in the precision the run was trained and reported in, so numbers agree.
     bf16 = evaluation_bf16(state, device)

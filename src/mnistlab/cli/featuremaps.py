@@ -32,10 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def load_split(args: argparse.Namespace, state: dict[str, Any], split: str):
     """The checkpoint's data set (or --dataset): (images, labels, classes) of `split`."""
-    from mnistlab.data.dataset import load_dataset
+    from mnistlab.checkpoint import checkpoint_dataset
 
-    data = load_dataset(args.dataset or state.get("dataset") or "mnist", args.data_dir,
-                        args.download)
+    data = checkpoint_dataset(state, args.dataset, args.data_dir, args.download)
     return (getattr(data, f"{split}_images"), getattr(data, f"{split}_labels"),
             tuple(state.get("classes") or data.classes))
 

@@ -129,16 +129,20 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise MnistlabError(f"--model {config.model} takes no {', '.join(sorted(unknown))} "
                                 f"(it takes: {', '.join(model_arguments(config.model)) or 'none'})")
+    data = None
     if args.doctor:
+        from mnistlab.data.dataset import load_dataset
         from mnistlab.doctor.hooks import doctor_before_training
 
-        doctor_before_training(config)  # prints its report; raises MnistlabError on errors
+        # Loaded once, for the doctor and then for training.
+        data = load_dataset(config.dataset, config.data_dir, config.download)
+        doctor_before_training(config, data=data)  # prints its report; raises on errors
     callbacks = []
     if args.tensorboard:
         from mnistlab.viz.tensorboard import TensorBoardCallback
 
         callbacks.append(TensorBoardCallback())
-    result = train(config, resume=args.resume, callbacks=callbacks)
+    result = train(config, data=data, resume=args.resume, callbacks=callbacks)
     if args.report:
         from mnistlab.viz.report import write_report
 

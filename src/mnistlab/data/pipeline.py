@@ -45,12 +45,22 @@ class Normalizer:
         x = images.double().div_(255.0)
         return cls(mean=float(x.mean()), std=float(x.std()))
 
+    # One fused affine map on raw pixels: (x/255 - mean)/std == x * scale + shift.
+    @property
+    def scale(self) -> float:
+        return 1.0 / (255.0 * self.std)
+
+    @property
+    def shift(self) -> float:
+        return -self.mean / self.std
+
     def __call__(self, images_u8: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """uint8 (B, 28, 28) -> float (B, 1, 28, 28), zero mean and unit variance."""
-        x = images_u8.unsqueeze(1).to(dtype)
-        # One fused affine map: (x/255 - mean)/std == x*a + b.
-        a = 1.0 / (255.0 * self.std)
-        return x.mul_(a).add_(-self.mean / self.std)
+        return images_u8.unsqueeze(1).to(dtype).mul_(self.scale).add_(self.shift)
+
+
+# MNIST's training-set statistics: the fallback for models that carry no normaliser of their own.
+MNIST_NORMALIZER = Normalizer(mean=0.1307, std=0.3081)
 
 
 @dataclass(frozen=True)

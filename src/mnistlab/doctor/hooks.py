@@ -32,9 +32,10 @@ def optimizer_label(config: TrainConfig) -> str:
 
 
 def warmup_lr(config: TrainConfig) -> float | None:
-    """The rate of the first steps when the schedule warms up: one-cycle starts at a tenth of
-    its peak (see mnistlab.train.optim)."""
-    return config.lr / 10 if config.schedule == "onecycle" else None
+    """The rate of the first steps when the schedule warms up (one-cycle's starting rate)."""
+    from mnistlab.train.optim import ONECYCLE_DIV_FACTOR
+
+    return config.lr / ONECYCLE_DIV_FACTOR if config.schedule == "onecycle" else None
 
 
 def examine_config(config: TrainConfig, data=None):
@@ -54,12 +55,14 @@ def examine_config(config: TrainConfig, data=None):
         subject=f"{config.model} {config.model_args or ''}".strip())
 
 
-def doctor_before_training(config: TrainConfig, stream: TextIO | None = None) -> None:
-    """Print the doctor's report; raise MnistlabError (exit 1) if it found an error."""
+def doctor_before_training(config: TrainConfig, stream: TextIO | None = None,
+                           data=None) -> None:
+    """Print the doctor's report; raise MnistlabError (exit 1) if it found an error. `data`:
+    the data set already loaded for training, if any."""
     if config.backend != "torch":
         raise MnistlabError("--doctor examines PyTorch models; it does not support "
                             "--backend numpy")
-    report = examine_config(config)
+    report = examine_config(config, data)
     out = stream or sys.stdout
     out.write(report.format() + "\n\n")
     out.flush()

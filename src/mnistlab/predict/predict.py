@@ -57,6 +57,12 @@ def predict(model: nn.Module, normalizer: Normalizer, images_u8: np.ndarray | to
                             for chunk in images.split(BATCH)])
     finally:
         model.train(was_training)
+    return predictions_from_logits(logits, top_k)
+
+
+def predictions_from_logits(logits: torch.Tensor, top_k: int = 3) -> list[Prediction]:
+    """One Prediction per row of (N, classes) logits."""
+    logits = logits.detach().float().cpu()
     probs = logits.softmax(1)
     k = min(top_k, probs.shape[1])
     top_p, top_i = probs.topk(k, dim=1)

@@ -93,11 +93,7 @@ def create_app(service: DigitModel, limits: Limits | None = None) -> FastAPI:
     async def activations(request: Request) -> dict[str, Any]:
         digits = await _digits(request, batch=False)
 
-        def work() -> dict[str, Any]:
-            return {"prediction": service.predict(digits)[0],
-                    "layers": service.feature_maps(digits[0])}
-
-        return await run_in_threadpool(work)
+        return await run_in_threadpool(service.predict_with_feature_maps, digits[0])
 
     async def _digits(request: Request, batch: bool) -> np.ndarray:
         items = await read_items(request, batch, limits)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import functools
 import io
-import json
 import os
 import threading
 from pathlib import Path
@@ -23,7 +22,10 @@ from torch import nn
 
 from mnistlab.checkpoint import load_model
 from mnistlab.data.pipeline import Normalizer
-from mnistlab.predict.predict import predict
+from mnistlab.errors import MnistlabError
+from mnistlab.models.summary import count_params
+from mnistlab.predict.predict import predict, predictions_from_logits
+from mnistlab.train.rundir import read_json
 from mnistlab.viz.activations import Activation, capture_activations
 
 MAX_CHANNELS = 64  # feature maps shown per layer
@@ -50,20 +52,28 @@ class DigitModel:
         return [{**p.to_dict(self.classes), "input": d.tolist()}
                 for p, d in zip(predictions, digits, strict=True)]
 
-    def feature_maps(self, digit: np.ndarray) -> list[dict[str, Any]]:
-        """What the first convolution blocks output for one uint8 (28, 28) digit."""
+    def predict_with_feature_maps(self, digit: np.ndarray) -> dict[str, Any]:
+        """One uint8 (28, 28) digit -> its prediction and what the first convolution blocks
+        output, from a single forward pass."""
         x = self.normalizer(torch.from_numpy(digit)[None].to(self.device))
         with self.lock:
-            activations, _ = capture_activations(self.model, x)
-        return [render_layer(conv, act) for conv, act in first_blocks(activations)]
+            activations, logits = capture_activations(self.model, x)
+        (prediction,) = predictions_from_logits(logits)
+        return {"prediction": {**prediction.to_dict(self.classes), "input": digit.tolist()},
+                "layers": [render_layer(conv, act) for conv, act in first_blocks(activations)]}
 
     def info(self) -> dict[str, Any]:
         spec = self.state.get("model") or {}
-        summary = read_summary(Path(self.state["path"]).parent)
+        try:  # the run's test accuracy, when the checkpoint sits in a finished run folder
+            summary = read_json(Path(self.state["path"]).parent / "summary.json")
+        except MnistlabError:
+            summary = {}
+        if not isinstance(summary, dict):
+            summary = {}
         return {
             "name": spec.get("name"),
             "arguments": spec.get("kwargs", {}),
-            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "parameters": count_params(self.model),
             "dataset": self.state.get("dataset", "mnist"),
             "classes": self.classes,
             "checkpoint": self.state["path"],
@@ -71,15 +81,6 @@ class DigitModel:
             "test_accuracy": summary.get("test_accuracy"),
             "device": str(self.device),
         }
-
-
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    """The run's summary.json, or {} when the checkpoint is not in a finished run folder."""
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return summary if isinstance(summary, dict) else {}
 
 
 def first_blocks(activations: list[Activation],

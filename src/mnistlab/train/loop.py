@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnistlab.atomic import copy_file
 from mnistlab.checkpoint import (
     load_checkpoint,
     load_weights,
@@ -35,7 +36,7 @@ from mnistlab.data.dataset import DigitData, load_dataset
 from mnistlab.data.pipeline import Augment, Batcher, Normalizer, Split, train_val_split
 from mnistlab.device import autocast, synchronize, use_bf16
 from mnistlab.errors import MnistlabError
-from mnistlab.evaluate import EvalResult, evaluate
+from mnistlab.evaluate import EvalResult, evaluate_batches
 from mnistlab.models import create_model
 from mnistlab.models.summary import count_params, summarize
 from mnistlab.train import distributed
@@ -156,6 +157,10 @@ class Trainer:
             self.normalizer, shuffle=True, seed=config.seed,
             augment=Augment() if config.augment else None, drop_last=self.dist.enabled,
             device=self.device, shard=(self.dist.rank, self.dist.world_size))
+        # Built once: each holds its split on the device for every epoch's evaluation.
+        self.val_batches, self.test_batches = (
+            Batcher(split, config.eval_batch_size, self.normalizer, device=self.device)
+            for split in (self.val_split, self.test_split))
         self.steps_per_epoch = 1 if config.dry_run else len(self.train_batches)
         self.optimizer = build_optimizer(self.model, config)
         self.scheduler = build_scheduler(self.optimizer, config, self.steps_per_epoch)
@@ -246,10 +251,9 @@ class Trainer:
     def _stats_dtype(self) -> torch.dtype:
         return torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no fp64
 
-    def evaluate(self, split: Split) -> EvalResult:
-        return evaluate(self.model, split, self.normalizer, batch_size=self.config.eval_batch_size,
-                        device=self.device, bf16=self.bf16,
-                        max_batches=1 if self.config.dry_run else None)
+    def evaluate(self, batches: Batcher) -> EvalResult:
+        return evaluate_batches(self.model, batches, self.bf16,
+                                max_batches=1 if self.config.dry_run else None)
 
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -265,9 +269,10 @@ class Trainer:
             self.batch += 1
             self.step += 1
             images_seen += len(y)
-            info = StepInfo(epoch, self.batch, self.step, loss, self.lr(), self.model)
-            for cb in self.callbacks:
-                cb.on_step(info)
+            if self.callbacks:  # nothing per step in the hot loop unless someone listens
+                info = StepInfo(epoch, self.batch, self.step, loss, self.lr(), self.model)
+                for cb in self.callbacks:
+                    cb.on_step(info)
             if self.step % cfg.log_interval == 0:
                 elapsed = time.perf_counter() - start
                 rate = images_seen * self.dist.world_size / max(elapsed, 1e-9)
@@ -293,10 +298,10 @@ class Trainer:
                                / max(train_time, 1e-9),
                                "seconds": train_time}
         if len(self.val_split):
-            val = self.evaluate(self.val_split)
+            val = self.evaluate(self.val_batches)
             row.update(val_loss=val.loss, val_acc=val.accuracy)
         if cfg.track_test:
-            test = self.evaluate(self.test_split)
+            test = self.evaluate(self.test_batches)
             row.update(test_loss=test.loss, test_acc=test.accuracy)
         self.epoch, self.batch = epoch + 1, 0
         self.epoch_stats.zero_()
@@ -367,10 +372,12 @@ class Trainer:
         # Rank 0 decides (BatchNorm buffers may differ slightly on other ranks), so that
         # every rank saves and stops early at the same epoch.
         score = distributed.broadcast_object(row.get("val_acc", row["train_acc"]), self.dist)
-        if score > self.best["val_acc"]:
+        improved = score > self.best["val_acc"]
+        if improved:
             self.best = {"val_acc": score, "epoch": self.epoch}
-            self.save("best.pt")
-        self.save("last.pt")
+        last = self.save("last.pt")
+        if improved and self.dist.is_main:
+            copy_file(last, self.run.file("best.pt"))  # the same state: serialise it once
         if self.dist.is_main:
             self.run.flush_metrics()
         for cb in self.callbacks:
@@ -387,7 +394,7 @@ class Trainer:
         best_path = self.run.file("best.pt")
         if best_path.is_file() and self.best["epoch"] != self.epoch:
             load_weights(self.model, load_checkpoint(best_path)["state_dict"], str(best_path))
-        test = self.evaluate(self.test_split)
+        test = self.evaluate(self.test_batches)
         summary = {
             "dataset": self.data.name, "model": self.config.model,
             "model_kwargs": self.model.mnistlab_spec["kwargs"],

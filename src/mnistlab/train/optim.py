@@ -7,6 +7,8 @@ from torch import nn
 
 from mnistlab.train.config import TrainConfig
 
+ONECYCLE_DIV_FACTOR = 10.0  # one-cycle starts at lr / this and warms up to lr
+
 
 def build_optimizer(params: list[nn.Parameter] | nn.Module,
                     config: TrainConfig) -> torch.optim.Optimizer:
@@ -35,7 +37,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=config.lr, total_steps=total, pct_start=pct_start,
             # SGD momentum cycling fights Nesterov at these short schedules; keep it fixed.
-            cycle_momentum=False, div_factor=10.0, final_div_factor=100.0)
+            cycle_momentum=False, div_factor=ONECYCLE_DIV_FACTOR, final_div_factor=100.0)
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     if config.schedule == "step":

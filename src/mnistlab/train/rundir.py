@@ -69,9 +69,6 @@ class RunDir:
     def write_config(self, config: dict[str, Any], extra: dict[str, Any]) -> None:
         write_json(self.file("config.json"), {**config, **extra, "environment": environment()})
 
-    def read_config(self) -> dict[str, Any]:
-        return read_json(self.file("config.json"))
-
     def log(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
 

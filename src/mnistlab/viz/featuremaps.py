@@ -25,7 +25,7 @@ from torch.nn.modules import activation as nn_activation
 from torch.nn.modules import conv as nn_conv
 from torch.nn.modules import pooling as nn_pooling
 
-from mnistlab.data.pipeline import Normalizer
+from mnistlab.data.pipeline import MNIST_NORMALIZER, Normalizer
 from mnistlab.errors import MnistlabError
 from mnistlab.viz.activations import Activation, capture_activations
 from mnistlab.viz.grids import bare, draw_mosaic, make_mosaic, mosaic_inches
@@ -43,7 +43,6 @@ POOLINGS = (nn_pooling._MaxPoolNd, nn_pooling._AvgPoolNd, nn_pooling._AdaptiveAv
 ACTIVATIONS = _classes_of(nn_activation, nn.Module)
 SHOWN_KINDS = CONVOLUTIONS + POOLINGS + ACTIVATIONS
 
-MNIST_NORMALIZER = Normalizer(mean=0.1307, std=0.3081)
 COLS = 16  # channels per row
 TILE_IN = 0.5  # inches per channel tile, whatever its resolution
 MARGIN = 0.35  # left and right, inches
