@@ -139,5 +139,29 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu",
                prefer: str = "best.pt") -> tuple[nn.Module, Normalizer, dict[str, Any]]:
     """The usual way in: a checkpoint file or run directory -> (model, normalizer, state)."""
     state = load_checkpoint(path, prefer)
+    check_model_state(state)  # before anything is allocated from the file's numbers
     model, normalizer = model_from_checkpoint(state, device)
     return model, normalizer, state
+
+
+def check_model_state(state: dict[str, Any]) -> None:
+    """Refuse, in one line, a checkpoint whose model description, weights, normaliser or
+    classes cannot be trusted to rebuild a sane model (see models.registry.check_model_spec:
+    argument types and ranges, a parameter budget, every shape against the weights)."""
+    import math
+
+    from mnistlab.models.registry import check_model_spec
+
+    source = state.get("path", "checkpoint")
+    check_model_spec(state.get("model"), state.get("state_dict"), source)
+    norm = state.get("normalizer")
+    if norm is not None:
+        values = [norm.get(k) for k in ("mean", "std")] if isinstance(norm, dict) else [None]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                   for v in values) or values[1] <= 0:
+            raise MnistlabError(f"{source}: normalizer must be {{\"mean\": number, \"std\": "
+                                f"positive number}}, got {str(norm)[:80]}")
+    classes = state.get("classes")
+    if classes is not None and (not isinstance(classes, (list, tuple)) or len(classes) > 1000
+                                or not all(isinstance(c, (str, int)) for c in classes)):
+        raise MnistlabError(f"{source}: classes must be a list of names, got {str(classes)[:80]}")
