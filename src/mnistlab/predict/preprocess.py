@@ -3,21 +3,35 @@
 MNIST digits are white on black, their ink fitted into a 20x20 box keeping the aspect ratio
 (antialiased), then pasted into a 28x28 field so that the centre of mass sits at pixel (14, 14)
 (measured on the test set: mean 13.99, 14.01). A network trained on MNIST has only ever seen
-that, so a photo of a digit on paper must be brought to the same form before it is classified:
+that, so a photo of a digit on paper must be brought to the same form before it is classified.
+A photo is not a scan: the light drifts across the sheet, shadows fall on it, the paper may be
+ruled, and the digit may be small in a large picture. So (docs/predict.md has the details):
 
-    grayscale (transparent pixels composited on white)
+    grayscale (transparent pixels composited on white), large photos reduced to 1024 px
     -> invert when the ink is darker than the background (the border pixels)
-    -> subtract the background level, so grey paper becomes 0 (optional, on by default)
-    -> crop to the ink -> longer side to 20 px -> centre by centre of mass in 28x28.
+    -> estimate the paper's brightness locally (a coarse grid of low percentiles, opened so
+       that strokes drop out) and measure ink relative to it (1 - pixel / paper), which
+       cancels uneven light and soft shadows
+    -> adaptive threshold (Otsu on that illumination-free ink map, never below the paper's
+       noise floor), ruled or squared paper lines dropped, connected pieces labelled
+    -> keep the digit's connected ink (the largest, most central piece and the pieces close
+       to it), drop specks and stray marks
+    -> crop to it -> longer side to 20 px -> centre by centre of mass in 28x28.
+
+`prepare(image)` also says what looks wrong with the input (`Prepared.problems`: a single
+dot, too many separate pieces); `to_mnist` returns only the 28x28 array. The previous,
+single-level algorithm is kept as `to_mnist(image, method="global")` for comparison
+(benchmarks/realworld.py measures both).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from mnistlab.errors import MnistlabError
 
@@ -25,6 +39,10 @@ SIZE = 28  # the MNIST field
 BOX = 20  # the longer side of the ink's bounding box in MNIST
 CENTRE = 14.0  # where MNIST puts the centre of mass (row, column)
 MIN_CONTRAST = 0.05  # ink must stand out from the background by 5% of the full range
+MIN_SIDE = 8  # smaller pictures cannot hold a recognisable digit
+ANALYSIS_SIDE = 1024  # larger photos are analysed reduced to this longer side
+MAX_PIECES = 5  # more separate pieces of ink than this is not one digit
+METHODS = ("local", "global")
 
 
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
@@ -67,6 +85,13 @@ def grayscale(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
+def check_size(image: Image.Image) -> None:
+    w, h = image.size
+    if min(w, h) < MIN_SIDE:
+        raise MnistlabError(f"image too small ({w}x{h} px; a digit needs at least "
+                            f"{MIN_SIDE}x{MIN_SIDE})")
+
+
 def border(array: np.ndarray) -> np.ndarray:
     """The outermost ring of pixels, about 2% of the size deep: where the background is."""
     h, w = array.shape
@@ -75,20 +100,26 @@ def border(array: np.ndarray) -> np.ndarray:
                            array[d:-d, :d].ravel(), array[d:-d, -d:].ravel()])
 
 
-def ink_on_black(gray: np.ndarray, denoise: bool = True) -> np.ndarray:
-    """White ink on a black background, scaled so the strongest ink is 1."""
+def ink_up(gray: np.ndarray) -> np.ndarray:
+    """The picture with the ink bright: inverted when the ink is darker than the paper."""
     # The ink is what lies farthest from the background level (the border's median): if
     # the darkest pixels are farther from it than the brightest, it is dark ink on paper,
     # however dimly the paper is lit.
     level = float(np.median(border(gray)))
     darkest, brightest = np.percentile(gray, [0.1, 99.9])
-    if level - darkest > brightest - level:
-        gray = 1.0 - gray
+    return 1.0 - gray if level - darkest > brightest - level else gray
+
+
+# ---- the previous algorithm: one background level for the whole picture --------------------
+
+def ink_on_black(gray: np.ndarray, denoise: bool = True) -> np.ndarray:
+    """White ink on a black background, scaled so the strongest ink is 1 (one global level)."""
+    gray = ink_up(gray)
     ring = border(gray)
     background = float(np.median(ring))
     if denoise:
-        # Paper is not uniformly lit: everything up to a robust upper bound of the border's
-        # spread (median + 3 * 1.4826 * MAD, which is 3 sigma for Gaussian noise) is paper.
+        # Everything up to a robust upper bound of the border's spread (median + 3 * 1.4826
+        # * MAD, which is 3 sigma for Gaussian noise) is paper.
         spread = 1.4826 * float(np.median(np.abs(ring - background)))
         background = background + 3.0 * spread
     ink = np.clip(gray - background, 0.0, None)
@@ -96,6 +127,325 @@ def ink_on_black(gray: np.ndarray, denoise: bool = True) -> np.ndarray:
     if top < MIN_CONTRAST:
         raise MnistlabError("empty image: no ink found")
     return ink / top
+
+
+# ---- connected pieces of ink, without scipy -------------------------------------------------
+
+@dataclass(frozen=True)
+class Components:
+    """8-connected components of a binary mask. `labels` is 0 for background, k + 1 for
+    component k; bounding boxes have exclusive ends."""
+
+    labels: np.ndarray  # int32 (H, W)
+    area: np.ndarray  # (n,) pixels
+    x0: np.ndarray
+    y0: np.ndarray
+    x1: np.ndarray
+    y1: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.area)
+
+
+def runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Horizontal runs of True: (row, start, end exclusive), in row-major order."""
+    h, w = mask.shape
+    padded = np.zeros((h, w + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    step = np.diff(padded, axis=1)
+    rows, starts = np.nonzero(step == 1)
+    _, ends = np.nonzero(step == -1)
+    return rows, starts, ends
+
+
+def label(mask: np.ndarray) -> Components:
+    """Label the 8-connected components of `mask`, vectorised: runs are the nodes, runs in
+    neighbouring rows that touch (diagonals included) the edges, and labels spread along the
+    edges by repeated minimum with pointer jumping until nothing changes."""
+    h, w = mask.shape
+    rows, starts, ends = runs(mask)
+    n = len(rows)
+    if n == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Components(np.zeros((h, w), np.int32), empty, empty, empty, empty, empty)
+    stride = w + 2
+    start_key = rows * stride + starts
+    end_key = rows * stride + ends
+    # Runs of row r + 1 that touch run a: start <= end_a and end >= start_a (diagonals count).
+    lo = np.searchsorted(end_key, (rows + 1) * stride + starts, side="left")
+    hi = np.searchsorted(start_key, (rows + 1) * stride + ends, side="right")
+    counts = np.clip(hi - lo, 0, None)
+    a = np.repeat(np.arange(n), counts)
+    offsets = np.cumsum(counts) - counts
+    b = np.repeat(lo, counts) + (np.arange(counts.sum()) - np.repeat(offsets, counts))
+    parent = np.arange(n)
+    while len(a):
+        low = np.minimum(parent[a], parent[b])
+        new = parent.copy()
+        np.minimum.at(new, a, low)
+        np.minimum.at(new, b, low)
+        np.minimum.at(new, parent, new)  # carry the minimum to the old roots too
+        for _ in range(64):  # pointer jumping: every run points at its root
+            jumped = new[new]
+            if np.array_equal(jumped, new):
+                break
+            new = jumped
+        if np.array_equal(new, parent):
+            break
+        parent = new
+    roots, comp = np.unique(parent, return_inverse=True)
+    lengths = ends - starts
+    flat = np.repeat(rows * w + starts - np.cumsum(lengths) + lengths, lengths) + np.arange(
+        lengths.sum())
+    labels = np.zeros(h * w, dtype=np.int32)
+    labels[flat] = np.repeat(comp + 1, lengths)
+    k = len(roots)
+    area = np.bincount(comp, weights=lengths, minlength=k).astype(np.int64)
+    x0 = np.full(k, w, np.int64)
+    y0 = np.full(k, h, np.int64)
+    x1 = np.zeros(k, np.int64)
+    y1 = np.zeros(k, np.int64)
+    np.minimum.at(x0, comp, starts)
+    np.minimum.at(y0, comp, rows)
+    np.maximum.at(x1, comp, ends)
+    np.maximum.at(y1, comp, rows + 1)
+    return Components(labels.reshape(h, w), area, x0, y0, x1, y1)
+
+
+# ---- the local algorithm ---------------------------------------------------------------------
+
+def otsu(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of values in [0, 1]: the split that maximises between-class variance."""
+    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    p = hist.astype(np.float64) / max(1, hist.sum())
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(p)
+    m0 = np.cumsum(p * centres)
+    total = m0[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (total * w0 - m0) ** 2 / (w0 * (1 - w0))
+    between[~np.isfinite(between)] = 0
+    return float(edges[int(np.argmax(between)) + 1])
+
+
+def min_filter(array: np.ndarray, size: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(array.astype(np.float32), mode="F")
+                      .filter(ImageFilter.MinFilter(size)), dtype=np.float32)
+
+
+def max_filter(array: np.ndarray, size: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(array.astype(np.float32), mode="F")
+                      .filter(ImageFilter.MaxFilter(size)), dtype=np.float32)
+
+
+def dilate(mask: np.ndarray, size: int = 3) -> np.ndarray:
+    return max_filter(mask.astype(np.float32), size) > 0.5
+
+
+def background(v: np.ndarray) -> np.ndarray:
+    """The paper's level under bright ink, estimated locally: the 25th percentile of each cell
+    of a coarse grid (about 24 cells across the shorter side), then a grey opening of the grid
+    (minimum, then maximum, over 5x5 cells) so that cells covered by thick strokes take their
+    neighbours' paper level, then interpolated back to full size."""
+    h, w = v.shape
+    cell = max(2, min(h, w) // 24)
+    gh, gw = -(-h // cell), -(-w // cell)
+    padded = np.pad(v, ((0, gh * cell - h), (0, gw * cell - w)), mode="edge")
+    blocks = padded.reshape(gh, cell, gw, cell).transpose(0, 2, 1, 3).reshape(gh, gw, -1)
+    k = blocks.shape[2] // 4
+    grid = np.partition(blocks, k, axis=2)[:, :, k]
+    size = 5 if min(gh, gw) >= 8 else 3
+    grid = max_filter(min_filter(grid, size), size)
+    full = Image.fromarray(grid.astype(np.float32), mode="F").resize(
+        (gw * cell, gh * cell), Image.Resampling.BILINEAR)
+    return np.asarray(full, dtype=np.float32)[:h, :w]
+
+
+def remove_lines(mask: np.ndarray) -> np.ndarray:
+    """Drop ruled (and, on the transposed mask, squared) paper lines: thin bands of rows in
+    which one run of ink crosses at least 70% of the picture. Pixels where a stroke crosses the
+    line (ink just above and just below the band) are kept, so the digit is not cut."""
+    h, w = mask.shape
+    if min(h, w) < 48:  # a small picture is a drawing or a crop, not a ruled sheet
+        return mask
+    rows, starts, ends = runs(mask)
+    longest = np.zeros(h, np.int64)
+    np.maximum.at(longest, rows, ends - starts)
+    line = longest >= 0.7 * w
+    if not line.any():
+        return mask
+    out = mask.copy()
+    thick = max(3, round(h / 80))
+    edges = np.diff(np.concatenate([[0], line.astype(np.int8), [0]]))
+    for r0, r1 in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0], strict=True):
+        if r1 - r0 > thick:
+            continue  # a thick band is a stroke (the bar of a large 7), not a printed line
+        above = mask[r0 - 1] if r0 > 0 else np.zeros(w, bool)
+        below = mask[r1] if r1 < h else np.zeros(w, bool)
+        crossing = dilate((above & dilate(below[None], 3)[0])[None], 3)[0]
+        out[r0:r1] &= crossing[None, :]
+    return out
+
+
+@dataclass
+class Ink:
+    """A picture analysed: where the ink is, how strong, and its connected pieces. Arrays are
+    at the analysis scale; `scale` maps them back (original = analysis / scale)."""
+
+    strength: np.ndarray  # float32 (H, W): ink relative to the local paper, 0 = paper
+    mask: np.ndarray  # bool (H, W): thresholded ink, lines removed
+    pieces: Components  # connected pieces of `mask` that are not specks
+    keep: np.ndarray  # bool (n,): not a speck
+    floor: float  # the paper's noise floor in `strength`
+    scale: float  # analysis pixels per original pixel (<= 1)
+
+
+def analyse(image: Image.Image) -> Ink:
+    """Find the ink in a picture: the local-background algorithm described at the top."""
+    check_size(image)
+    gray = grayscale(image)
+    h, w = gray.shape
+    scale = min(1.0, ANALYSIS_SIDE / max(h, w))
+    if scale < 1.0:
+        size = (max(MIN_SIDE, round(w * scale)), max(MIN_SIDE, round(h * scale)))
+        gray = np.asarray(Image.fromarray(gray, mode="F").resize(size, Image.Resampling.BOX),
+                          dtype=np.float32)
+    v = ink_up(gray)
+    bg = background(v)
+    # Ink relative to the paper: for dark ink on paper this is 1 - pixel / paper, so a shadow
+    # that dims paper and ink alike leaves it unchanged.
+    strength = np.clip((v - bg) / np.maximum(1.0 - bg, 0.05), 0.0, 1.0)
+    if float(strength.max()) < MIN_CONTRAST:
+        raise MnistlabError("empty image: no ink found")
+    threshold = otsu(strength)
+    paper = strength[strength < threshold]
+    centre = float(np.median(paper)) if paper.size else 0.0
+    sigma = 1.4826 * float(np.median(np.abs(paper - centre))) if paper.size else 0.0
+    floor = centre + 3.0 * sigma
+    threshold = max(threshold, centre + 5.0 * sigma, MIN_CONTRAST)
+    mask = strength > threshold
+    if not mask.any():
+        raise MnistlabError("empty image: no ink found")
+    mask = remove_lines(mask)
+    mask = remove_lines(mask.T).T
+    pieces = label(mask)
+    if len(pieces) == 0:
+        raise MnistlabError("empty image: no ink found")
+    largest = float(pieces.area.max())
+    keep = pieces.area >= max(3.0, 0.02 * largest)
+    return Ink(strength, mask, pieces, keep, floor, scale)
+
+
+def soft_ink(ink: Ink, member: np.ndarray) -> np.ndarray:
+    """The ink of the pieces in `member` (bool per piece), soft-edged, strongest ink at 1."""
+    chosen = np.concatenate([[False], member])[ink.pieces.labels]
+    near = dilate(chosen, 3)
+    values = ink.strength[chosen]
+    top = float(np.percentile(values, 90)) if values.size else 1.0
+    floor = min(ink.floor, 0.5 * top)
+    return np.clip((ink.strength - floor) / max(top - floor, 1e-3), 0.0, 1.0) * near
+
+
+def blob_like(mask: np.ndarray) -> bool:
+    """A dot or blob rather than a drawn shape: its longer side is under 2.5 times its
+    thickest stroke (the depth to which it can be eroded before it vanishes)."""
+    rows, cols = np.nonzero(mask)
+    crop = mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    side = max(crop.shape)
+    if side > 64:  # erosion depth scales with the picture; keep it cheap
+        factor = 64 / side
+        crop = np.asarray(Image.fromarray(crop.astype(np.uint8) * 255).resize(
+            (max(1, round(crop.shape[1] * factor)), max(1, round(crop.shape[0] * factor))),
+            Image.Resampling.BOX)) > 127
+        side = max(crop.shape)
+    current = np.pad(crop, 1).astype(np.float32)
+    depth = 0
+    while current.any() and depth < side:
+        current = min_filter(current, 3)
+        depth += 1
+    return side < 2.5 * (2 * depth - 1)
+
+
+def choose_digit(ink: Ink) -> tuple[np.ndarray, list[str]]:
+    """The pieces that make up the digit (bool per piece) and what looks wrong with them."""
+    p = ink.pieces
+    h, w = p.labels.shape
+    candidates = np.nonzero(ink.keep)[0]
+    cx = (p.x0 + p.x1) / 2.0
+    cy = (p.y0 + p.y1) / 2.0
+    distance = np.hypot((cx - w / 2) / w, (cy - h / 2) / h)
+    touches = (p.x0 == 0) | (p.y0 == 0) | (p.x1 == w) | (p.y1 == h)
+    score = p.area / (1.0 + (2.0 * distance) ** 2) * np.where(touches, 0.25, 1.0)
+    main = candidates[np.argmax(score[candidates])]
+    member = np.zeros(len(p), bool)
+    member[main] = True
+    box = [p.x0[main], p.y0[main], p.x1[main], p.y1[main]]
+    changed = True
+    while changed:  # grow: pieces within a quarter of the digit's size join it
+        changed = False
+        reach = 0.25 * max(box[2] - box[0], box[3] - box[1])
+        gap_x = np.maximum(0, np.maximum(p.x0 - box[2], box[0] - p.x1))
+        gap_y = np.maximum(0, np.maximum(p.y0 - box[3], box[1] - p.y1))
+        near = ink.keep & ~member & (gap_x <= reach) & (gap_y <= reach)
+        if near.any():
+            member |= near
+            box = [min(box[0], p.x0[member].min()), min(box[1], p.y0[member].min()),
+                   max(box[2], p.x1[member].max()), max(box[3], p.y1[member].max())]
+            changed = True
+    problems: list[str] = []
+    significant = ink.keep & (p.area >= 0.1 * p.area[member].max())
+    count = int(significant.sum())
+    if count > MAX_PIECES:
+        problems.append(f"too many separate pieces ({count})")
+    chosen = np.concatenate([[False], member])[p.labels]
+    if blob_like(chosen):
+        problems.append("too little ink (a dot, not a drawn shape)")
+    return member, problems
+
+
+def frame(soft: np.ndarray) -> np.ndarray:
+    """Soft ink (float, any size) -> uint8 (28, 28) in MNIST's framing."""
+    return to_uint8(paste_centred(fit_box(soft)))
+
+
+@dataclass
+class Prepared:
+    """A picture in MNIST form, and what looks wrong with it as a digit. A non-empty
+    `problems` means "not a digit" whatever the model says."""
+
+    array: np.ndarray  # uint8 (28, 28)
+    problems: list[str] = field(default_factory=list)
+    box: tuple[int, int, int, int] | None = None  # x, y, width, height in the original
+
+
+def original_box(ink: Ink, x0: float, y0: float, x1: float, y1: float,
+                 size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A box at the analysis scale -> (x, y, width, height) in the original picture."""
+    s = ink.scale
+    ox0, oy0 = int(np.floor(x0 / s)), int(np.floor(y0 / s))
+    ox1, oy1 = min(size[0], int(np.ceil(x1 / s))), min(size[1], int(np.ceil(y1 / s)))
+    return ox0, oy0, ox1 - ox0, oy1 - oy0
+
+
+def prepare(image: Image.Image, denoise: bool = True) -> Prepared:
+    """A picture of one digit -> its MNIST form, with the problems that make it look like no
+    digit (a single dot, too many separate pieces). Raises MnistlabError for a picture that is
+    too small or has no ink at all.
+
+    `denoise=False` keeps the faint texture (everything above the local paper level) inside
+    the digit's box, instead of only the digit's own connected ink."""
+    ink = analyse(image)
+    member, problems = choose_digit(ink)
+    p = ink.pieces
+    box = (p.x0[member].min(), p.y0[member].min(), p.x1[member].max(), p.y1[member].max())
+    if denoise:
+        soft = soft_ink(ink, member)
+    else:
+        soft = np.zeros_like(ink.strength)
+        x0, y0, x1, y1 = box
+        soft[y0:y1, x0:x1] = ink.strength[y0:y1, x0:x1]
+        soft = soft / max(float(soft.max()), 1e-6)
+    return Prepared(frame(soft), problems, original_box(ink, *box, image.size))
 
 
 def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
@@ -138,17 +488,22 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
 
 
-def to_mnist(image: Image.Image, denoise: bool = True) -> np.ndarray:
+def to_mnist(image: Image.Image, denoise: bool = True, method: str = "local") -> np.ndarray:
     """Any digit image -> uint8 (28, 28), white digit on black, framed as in MNIST.
 
-    `denoise=False` keeps faint background texture (only the median border level is removed).
-    Raises MnistlabError("empty image: no ink found") for a blank or uniform image.
+    `method="local"` (default) is the photo-proof algorithm above; `"global"` the earlier one
+    (one background level from the border), kept for comparison. `denoise=False` keeps faint
+    background texture. Raises MnistlabError for a blank picture ("empty image: no ink found")
+    or one too small to hold a digit ("image too small ...").
     """
-    gray = grayscale(image)
-    if gray.size == 0:
-        raise MnistlabError("empty image: no ink found")
-    ink = ink_on_black(gray, denoise)
-    return to_uint8(paste_centred(fit_box(ink)))
+    if method == "local":
+        return prepare(image, denoise).array
+    if method != "global":
+        raise MnistlabError(f"unknown preprocessing method '{method}' "
+                            f"(known: {', '.join(METHODS)})")
+    check_size(image)
+    ink = ink_on_black(grayscale(image), denoise)
+    return frame(ink)
 
 
 def from_array(array: np.ndarray) -> np.ndarray:
