@@ -13,8 +13,8 @@ import torch
 from conftest import draw_digits, synthetic_spec, write_dataset
 from mnistlab.cli import main
 from mnistlab.data.registry import DATASETS
-from mnistlab.doctor import examine, load_user_model
-from mnistlab.doctor.hooks import doctor_before_training, optimizer_factory, warmup_lr
+from mnistlab.doctor import doctor_before_training, examine, examine_config, load_user_model
+from mnistlab.doctor.config import optimizer_factory, warmup_lr
 from mnistlab.errors import MnistlabError
 from mnistlab.models import MODELS, create_model
 from mnistlab.train.config import resolve_config
@@ -142,7 +142,7 @@ def synth(tmp_path, monkeypatch):
 def test_cli_healthy_zoo_model_exits_0(synth, capsys):
     # 300 training images: batches of 1 make the 300 updates a healthy setup needs.
     assert main(["doctor", "--model", "lenet5", "--batch-size", "1", "--epochs", "1",
-                 *synth]) == 0
+                 "--val-size", "100", *synth]) == 0
     out = capsys.readouterr().out
     assert "initial loss" in out and "0 errors, 0 warnings" in out
 
@@ -158,7 +158,7 @@ def test_cli_broken_file_exits_1_with_json(synth, capsys):
 
 def test_cli_setup_flags_reach_the_checks(synth, capsys):
     args = ["doctor", "--model", "mlp", "--no-normalize", "--select-on-test",
-            "--batch-size", "400", "--epochs", "3", *synth]
+            "--batch-size", "400", "--epochs", "3", "--val-size", "0", *synth]
     assert main(args) == 1
     out = capsys.readouterr().out
     assert "ERROR  too-few-updates: 3 epochs x ceil(400 / 400) = 3 optimizer steps" in out
@@ -217,6 +217,47 @@ def test_real_mnist_pitfall_through_the_cli(real_mnist, capsys):
     assert main(["doctor", spec, "--lr", "0.01", "--no-download"]) == 1
     assert "ERROR  non-negative-output" in capsys.readouterr().out
     assert main(["doctor", "--model", "fast", "--no-download"]) == 0
+
+
+# ---- one entry point from a TrainConfig ----------------------------------------------------
+def test_examine_config_counts_the_training_split_the_run_uses(synth):
+    from mnistlab.data.dataset import load_dataset
+
+    data = load_dataset("synth", synth[3], False)  # 400 training images
+    config = resolve_config(model="mlp", val_size=100, batch_size=64, epochs=1, dataset="synth",
+                            data_dir=synth[3], download=False)
+    report = examine_config(config, data=data, probe_lr=False)
+    assert report.measurements["updates"]["train_size"] == 300
+    assert report.measurements["updates"]["total"] == 5  # ceil(300 / 64), not ceil(400 / 64)
+    assert report.subject.startswith("mlp; loss cross_entropy; sgd (momentum 0.9")
+    # Options override the config; a model can be handed in.
+    report = examine_config(config, data=data, model=torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(784, 10), torch.nn.ReLU()), subject="mine",
+        epochs=None, probe_lr=False)
+    assert "updates" not in report.measurements and report.subject.startswith("mine;")
+    assert report.get("non-negative-output") is not None
+
+
+def test_cli_steps_count_the_validation_hold_out_for_zoo_models_only(synth, capsys):
+    base = ["doctor", "--batch-size", "64", "--epochs", "1", "--json", *synth]
+    main([*base, "--model", "mlp", "--val-size", "100"])
+    main([*base, str(PITFALLS / "relu_output.py:FixedNet")])  # your own loop: all 400
+    sizes = [json.loads(chunk)["measurements"]["updates"]["train_size"]
+             for chunk in capsys.readouterr().out.split("\n{") if chunk.strip()
+             for chunk in [chunk if chunk.startswith("{") else "{" + chunk]]
+    assert sizes == [300, 400]
+    # As mnistlab train, the default hold-out of 5,000 leaves nothing of 400 images.
+    assert main([*base, "--model", "mlp"]) == 2
+    assert "--val-size 5000 leaves no training images" in capsys.readouterr().err
+
+
+def test_a_single_suggested_rate_is_not_printed_as_a_range():
+    from mnistlab.doctor.findings import suggestion_text
+
+    points = [{"lr": r} for r in (0.0005, 0.005, 0.05, 0.5)]
+    text = suggestion_text((0.05, 0.05), points)
+    assert ".." not in text and text.startswith("lr 0.05 (") and "0.005 and 0.5 did worse" in text
+    assert suggestion_text((0.01, 0.1), points) == "lr range 0.01 .. 0.1"
 
 
 def test_the_train_hook_refuses_the_numpy_backend():

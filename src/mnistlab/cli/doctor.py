@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from mnistlab.cli.common import add_data, add_device, add_json, print_json
 from mnistlab.errors import MnistlabError
@@ -55,6 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--epochs", type=int, default=None,
                      help=f"(default {train_defaults.epochs}; with --checkpoint: not checked "
                           "unless given)")
+    how.add_argument("--val-size", type=int, default=None,
+                     help=f"training images held out for validation, so one epoch is the "
+                          f"rest (default {train_defaults.val_size:,} for --model, as mnistlab "
+                          "train; the run's for --checkpoint; 0 for your own file)")
     how.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True,
                      help="inputs standardised with the data set's mean and std (--no-normalize:"
                           " pixels scaled to [0, 1] only, as ToTensor() does)")
@@ -101,23 +106,32 @@ def run(args: argparse.Namespace) -> int:
     from mnistlab.checkpoint import checkpoint_dataset
     from mnistlab.data.dataset import load_dataset
     from mnistlab.device import resolve_device
-    from mnistlab.doctor.examine import examine
-    from mnistlab.doctor.hooks import optimizer_factory, optimizer_label, warmup_lr
-    from mnistlab.train.config import resolve_config
+    from mnistlab.doctor import examine_config
+    from mnistlab.train.config import TrainConfig, resolve_config
 
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)  # the same random init, hence the same report, every run
     model, name, trained, state = _build_model(args, device)
-    # A zoo model is examined as `mnistlab train` would train it; a user's own file with the
-    # plain optimizer its author most likely wrote (no schedule, no weight decay).
-    own = not args.model
-    config = resolve_config(
-        optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
-        nesterov=False if own else None,
-        weight_decay=args.weight_decay if args.weight_decay is not None else (0.0 if own
-                                                                              else None),
-        schedule=args.schedule or ("none" if own else None),
-        batch_size=args.batch_size, epochs=args.epochs)
+    # A zoo model is examined as `mnistlab train` would train it, a checkpoint as its run was
+    # trained; a user's own file with the plain setup its author most likely wrote (no
+    # schedule, no weight decay, every training image: no validation hold-out).
+    own = not args.model and state is None
+    explicit = dict(optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+                    weight_decay=args.weight_decay, schedule=args.schedule,
+                    batch_size=args.batch_size, epochs=args.epochs, val_size=args.val_size,
+                    seed=args.seed, device=str(device))
+    if own:
+        explicit = {"nesterov": False, **explicit,
+                    **{k: v for k, v in (("weight_decay", 0.0), ("schedule", "none"),
+                                         ("val_size", 0)) if explicit[k] is None}}
+    if state is not None:  # the run's own settings, under what the command line gives
+        ran = TrainConfig.from_dict(state.get("config") or {})
+        config = dataclasses.replace(ran, **{k: v for k, v in explicit.items() if v is not None})
+        config.validate()
+        data = checkpoint_dataset(state, args.dataset, args.data_dir, args.download)
+    else:
+        config = resolve_config(**explicit)
+        data = load_dataset(args.dataset or "mnist", args.data_dir, args.download)
     eval_fn = None
     if args.eval_fn:
         from mnistlab.doctor.loading import load_attribute
@@ -125,19 +139,12 @@ def run(args: argparse.Namespace) -> int:
         eval_fn = load_attribute(args.eval_fn)
         if not callable(eval_fn):
             raise MnistlabError(f"--eval {args.eval_fn}: is not a function")
-    if state is not None:  # a checkpoint: the data set it was trained on, where it was found
-        data = checkpoint_dataset(state, args.dataset, args.data_dir, args.download)
-    else:
-        data = load_dataset(args.dataset or "mnist", args.data_dir, args.download)
-    report = examine(
-        model, loss_fn=args.loss, optimizer_factory=optimizer_factory(config),
-        optimizer_name=optimizer_label(config), lr=config.lr, warmup_lr=warmup_lr(config),
-        batch_size=config.batch_size,
-        epochs=None if trained and args.epochs is None else config.epochs, data=data,
+    report = examine_config(
+        config, data=data, model=model, subject=name, loss_fn=args.loss,
         normalize=args.normalize, shuffle=args.shuffle, trains_on_test=args.train_on_test,
         selects_on_test=args.select_on_test, eval_fn=eval_fn, trained=trained,
-        classes=len(data.classes), device=device, seed=args.seed,
-        subject=name)
+        # A checkpoint's update count is checked only when asked (--epochs).
+        epochs=None if trained and args.epochs is None else config.epochs)
     if args.json:
         print_json(report.to_dict())
     else:

@@ -209,11 +209,11 @@ def format_measurements(m: dict[str, Any]) -> list[str]:
             out.append("    (measured on the model with the errors above: fix them first, then "
                        "read the probe)")
         elif lr.get("suggested") is not None:
-            lo, hi = lr["suggested"]
-            out.append(f"    suggested lr range {fmt(lo)} .. {fmt(hi)}, the fastest from a cold "
-                       f"start (yours: {fmt(lr['lr'])}"
-                       + (f", warming up from {fmt(lr['warmup_lr'])})" if lr.get("warmup_lr")
-                          else ")"))
+            yours = (f"yours: {fmt(lr['lr'])}"
+                     + (f", warming up from {fmt(lr['warmup_lr'])}" if lr.get("warmup_lr")
+                        else ""))
+            out.append(f"    suggested {suggestion_text(lr['suggested'], lr['points'])}, the "
+                       f"fastest from a cold start ({yours})")
         else:
             out.append("    no rate lowered the loss by 2% within the probe's steps: too few "
                        "to judge (usual for deep nets without BatchNorm, which start on a "
@@ -223,6 +223,21 @@ def format_measurements(m: dict[str, Any]) -> list[str]:
         out.append(f"  updates: {u['epochs']} epochs x ceil({u['train_size']:,} / "
                    f"{u['batch_size']:,}) = {u['total']:,} optimizer steps")
     return out
+
+
+def suggestion_text(suggested: tuple[float, float] | list[float],
+                    points: list[dict[str, Any]] | None = None) -> str:
+    """`lr range 0.01 .. 0.1`, or for a single rate `lr 0.05 (the only rate within half of the
+    best loss drop; 0.005 and 0.5 did worse)`: never a range from a number to itself."""
+    lo, hi = suggested
+    if lo != hi:
+        return f"lr range {fmt(lo)} .. {fmt(hi)}"
+    others = sorted({p["lr"] for p in points or [] if p["lr"] != lo})
+    below = [r for r in others if r < lo][-1:]
+    above = [r for r in others if r > lo][:1]
+    worse = " and ".join(fmt(r) for r in below + above)
+    return (f"lr {fmt(lo)} (the only rate tried within half of the best loss drop"
+            + (f"; {worse} did worse)" if worse else ")"))
 
 
 def _jsonable(obj: Any) -> Any:

@@ -179,6 +179,7 @@ def _lr_fix(suggested: tuple[float, float] | None, best: RunResult | None,
         return ("no rate in the probe lowered the loss: fix the errors above first "
                 "(initialisation, output layer, inputs), then run the doctor again")
     lo, hi = suggested
-    return (f"use a learning rate in {lo:g} .. {hi:g} with {optimizer_name}, e.g.\n"
+    rate = f"in {lo:g} .. {hi:g}" if lo != hi else f"near {lo:g}"
+    return (f"use a learning rate {rate} with {optimizer_name}, e.g.\n"
             f"optimizer = {optimizer_name}(model.parameters(), lr={best.lr:g})\n"
             f"(mnistlab train ... --lr {best.lr:g})")
