@@ -25,7 +25,7 @@ from mnistlab.data.pipeline import Split
 from mnistlab.errors import MnistlabError
 from mnistlab.models import MODELS, create_model
 from mnistlab.viz import featuremaps as fm
-from mnistlab.viz.compare import compare_figure, compare_rows, format_table
+from mnistlab.viz.compare import compare_figure, compare_rows, compare_runs, format_table
 from mnistlab.viz.curves import plot_runs, smooth
 from mnistlab.viz.grids import make_mosaic, sample_grid_figure, write_sample_grid
 from mnistlab.viz.mistakes import confusion_figure, find_mistakes, mistakes_figure
@@ -130,7 +130,7 @@ def test_plot_overlays_one_line_per_run(runs):
     assert acc_ax.get_ylim()[1] <= 100.0
     stars = [line for line in acc_lines if line.get_marker() == "*"]
     assert len(stars) == 2
-    runs_legend, splits_legend = fig.legends
+    splits_legend, runs_legend = fig.legends
     assert [t.get_text().split(" · ")[0] for t in runs_legend.get_texts()] == [
         "lenet5", "weak (mlp)"]
     assert all("best val" in t.get_text() for t in runs_legend.get_texts())
@@ -167,8 +167,9 @@ def test_compare_rows_table_and_chart(runs):
     assert rows[0]["parameters"] == summary["parameters"] == 44426
     assert rows[1]["model"] == "mlp" and rows[1]["epochs"] == 2
     table = format_table(rows).splitlines()
-    assert table[0].split()[:3] == ["run", "model", "parameters"]
-    assert len(table) == 2 + 2 and "44,426" in table[2]
+    assert table[0].split()[:6] == ["run", "data", "set", "model", "backend", "parameters"]
+    assert len(table) == 2 + 2 + 1 and "44,426" in table[2]
+    assert table[-1] == "* the highest test accuracy"  # the star is explained
     fig = compare_figure(rows)
     assert len(fig.axes) == 3
     assert all(len(ax.patches) == 2 for ax in fig.axes)  # one bar per run in every panel
@@ -181,11 +182,128 @@ def test_compare_command_formats(runs, tmp_path, capsys):
     assert [r["run"] for r in rows] == ["lenet5", "weak"]
     assert main([*argv, "--csv", "--sort", "params"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("run,model,parameters") and lines[1].startswith("weak,mlp")
+    assert lines[0].startswith("run,dataset,model,backend,parameters")
+    assert lines[1].startswith("weak,mnist,mlp,torch")
     assert main([*argv, "-o", str(tmp_path / "cmp.png")]) == 0
     assert "wrote" in capsys.readouterr().out
     width, height = png_size(tmp_path / "cmp.png")
     assert 1000 < width < 2000 and 150 < height < 800
+
+
+def clone_run(source: Path, target: Path, config: dict | None = None,
+              summary: dict | None = None) -> Path:
+    """A copy of a run directory with some config.json / summary.json keys changed."""
+    import shutil
+
+    shutil.copytree(source, target)
+    for name, changes in (("config.json", config), ("summary.json", summary)):
+        if changes:
+            data = json.loads((target / name).read_text())
+            data.update(changes)
+            (target / name).write_text(json.dumps(data))
+    return target
+
+
+def overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_plot_of_ten_runs_keeps_its_keys_off_the_panels(runs, tmp_path):
+    paths = [clone_run(runs["lenet5"], tmp_path / f"fast-2026112{i}-14070{i}-a-longer-name")
+             for i in range(10)]
+    fig = plot_runs(paths)
+    fig.draw_without_rendering()
+    keys = [legend.get_window_extent() for legend in fig.legends]
+    assert len(keys) == 2 and not overlaps(*keys)  # the split key is not over run labels
+    figure_box = fig.bbox
+    for key in keys:
+        assert figure_box.x0 <= key.x0 and key.x1 <= figure_box.x1 and key.y0 >= 0
+        for ax in fig.axes:
+            assert not overlaps(key, ax.title.get_window_extent()), ax.get_title()
+            assert not overlaps(key, ax.get_window_extent()), ax.get_title()
+    texts = [t.get_text() for t in fig.legends[1].get_texts()]
+    assert len(texts) == 10 and texts[0].startswith("fast-20261120-140700-a-longer-name")
+
+
+def test_plot_tells_runs_with_the_same_schedule_apart(runs, tmp_path):
+    paths = [clone_run(runs["lenet5"], tmp_path / f"copy{i}") for i in range(3)]
+    fig = plot_runs([*paths, runs["mlp"]])
+    lr_ax = fig.axes[3]
+    lines = lr_ax.get_lines()
+    assert len(lines) == 4
+    # one marker shape per run, at staggered places, so a hidden curve still shows
+    assert len({line.get_marker() for line in lines}) == 4
+    assert len({str(line.get_markevery()) for line in lines[:3]}) == 3
+    assert not any("same schedule" in t.get_text() for t in lr_ax.texts)  # the MLP differs
+    fig = plot_runs(paths)
+    assert [t.get_text() for t in fig.axes[3].texts] == ["same schedule for all 3 runs"]
+    # the runs' key shows each run's marker
+    assert [h.get_marker() for h in fig.legends[1].legend_handles] == [
+        line.get_marker() for line in fig.axes[3].get_lines()]
+
+
+def test_compare_shows_data_set_and_backend_and_warns_across_data_sets(runs, tmp_path, capsys):
+    fashion = clone_run(runs["mlp"], tmp_path / "fashion", {"dataset": "fashion-mnist",
+                                                           "backend": "numpy"},
+                        {"dataset": "fashion-mnist"})
+    rows, notes = compare_runs([runs["lenet5"], runs["mlp"], fashion])
+    assert [(r["dataset"], r["model"], r["backend"]) for r in rows] == [
+        ("mnist", "lenet5", "torch"), ("mnist", "mlp", "torch"), ("fashion-mnist", "mlp", "numpy")]
+    assert len(notes) == 1 and "different data sets (fashion-mnist, mnist)" in notes[0]
+    table = format_table(rows).splitlines()
+    assert "fashion-mnist" in table[4] and "numpy" in table[4]
+    assert table[-1] == "* the highest test accuracy of its data set"
+    assert "*" not in table[4]  # alone on its data set: nothing to be best against
+    assert main(["compare", str(runs["lenet5"]), str(fashion)]) == 0
+    captured = capsys.readouterr()
+    assert "warning: these runs were trained on different data sets" in captured.err
+    fig = compare_figure(rows)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels[2] == "fashion (mlp, numpy) · fashion-mnist"
+    assert "different data sets" in fig._suptitle.get_text()
+
+
+def test_compare_accuracy_axis_stops_at_100_percent(runs):
+    fig = compare_figure(compare_rows([runs["lenet5"], runs["mlp"]]))
+    acc_ax = fig.axes[0]
+    assert acc_ax.get_xlim()[1] <= 100.0
+    assert all(t.get_position()[0] <= 100.0 for t in acc_ax.texts)
+
+
+def test_compare_and_plot_skip_a_run_with_nothing_logged(runs, tmp_path, capsys):
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    (interrupted / "config.json").write_text((runs["mlp"] / "config.json").read_text())
+    header = (runs["mlp"] / "metrics.csv").read_text().splitlines()[0]
+    (interrupted / "metrics.csv").write_text(header + "\n")
+    assert main(["compare", str(runs["lenet5"]), str(interrupted), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert [r["run"] for r in json.loads(captured.out)] == ["lenet5"]
+    assert f"note: skipped {interrupted}: nothing logged yet" in captured.err
+    assert main(["plot", str(runs["lenet5"]), str(interrupted), "-o",
+                 str(tmp_path / "c.png")]) == 0
+    assert "skipped" in capsys.readouterr().err
+    # with nothing left to show it is an error, still one line
+    one_line_error(capsys, ["compare", str(interrupted)], "no runs to show", "nothing logged")
+
+
+def test_dry_runs_are_left_out_unless_asked_for(runs, tmp_path, capsys):
+    dry_config = clone_run(runs["mlp"], tmp_path / "dry1", {"dry_run": True})
+    dry_summary = clone_run(runs["mlp"], tmp_path / "dry2", summary={"dry_run": True})
+    argv = [str(runs["lenet5"]), str(dry_config), str(dry_summary)]
+    assert main(["compare", *argv, "--csv"]) == 0
+    captured = capsys.readouterr()
+    assert [line.split(",")[0] for line in captured.out.splitlines()[1:]] == ["lenet5"]
+    assert "left out 2 dry runs (dry1, dry2)" in captured.err
+    assert "--include-dry-runs" in captured.err
+    assert main(["compare", *argv, "--include-dry-runs"]) == 0
+    out = capsys.readouterr().out
+    assert "dry1 [dry run]" in out and "dry2 [dry run]" in out
+    fig = plot_runs(argv)
+    assert len(fig.legends[1].get_texts()) == 1
+    fig = plot_runs(argv, include_dry_runs=True)
+    assert len(fig.legends[1].get_texts()) == 3
+    one_line_error(capsys, ["plot", str(dry_config)], "--include-dry-runs")
 
 
 # ---- feature maps ----------------------------------------------------------------------

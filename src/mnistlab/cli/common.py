@@ -37,6 +37,18 @@ def print_json(obj: Any) -> None:
     sys.stdout.write("\n")
 
 
+def add_include_dry_runs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--include-dry-runs", action="store_true",
+                        help="also show runs made with train --dry-run (left out by default: "
+                             "one batch each way, their figures mean nothing)")
+
+
+def print_notes(notes: list[str]) -> None:
+    """Notes about what a command left out go to stderr: stdout may be JSON or CSV."""
+    for note in notes:
+        print(note if note.startswith("warning:") else f"note: {note}", file=sys.stderr)
+
+
 def add_output(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("-o", "--output", default=default,
                         help=f"image file to write; .png, .svg or .pdf (default: {default})")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mnistlab.cli.common import add_json, print_json
+from mnistlab.cli.common import add_include_dry_runs, add_json, print_json, print_notes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="compare runs: accuracy, parameters, time (table, chart)",
-                       description="One row per run: model, parameters, best validation "
-                                   "accuracy, test accuracy, epochs, training seconds, images/s.")
+                       description="One row per run: data set, model, backend, parameters, "
+                                   "best validation accuracy, test accuracy, epochs, training "
+                                   "seconds, images/s. Runs with nothing logged yet are "
+                                   "skipped, and dry runs left out, with a note on stderr.")
     p.set_defaults(func=run)
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     add_json(p)
@@ -21,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["png", "svg", "pdf"], default=None,
                    help="image format when the file name does not say")
     p.add_argument("--dpi", type=int, default=150, help="PNG resolution (dots per inch)")
+    add_include_dry_runs(p)
     p.add_argument("--sort", choices=["none", "test", "val", "time", "params"], default="none",
                    help="order of the rows (default: as given)")
 
@@ -30,9 +33,10 @@ SORT_KEYS = {"test": ("test_accuracy", True), "val": ("best_val_accuracy", True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mnistlab.viz.compare import compare_figure, compare_rows, format_csv, format_table
+    from mnistlab.viz.compare import compare_figure, compare_runs, format_csv, format_table
 
-    rows = compare_rows(args.runs)
+    rows, notes = compare_runs(args.runs, args.include_dry_runs)
+    print_notes(notes)
     if args.sort != "none":
         key, descending = SORT_KEYS[args.sort]
         present = [r for r in rows if r[key] is not None]
