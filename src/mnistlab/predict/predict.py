@@ -8,8 +8,8 @@ logit is also the most probable one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -28,26 +28,48 @@ class Prediction:
     top: list[tuple[int, float]]  # the top-k (class index, probability), most probable first
     logits: list[float]  # raw scores, one per class
     probabilities: list[float]  # softmax(logits), one per class
+    # Whether it looks like a digit at all (None: not asked, no gate and no input checks),
+    # and when not, why: the input's problems, or the model's score under the gate.
+    is_digit: bool | None = None
+    reason: str | None = None
 
     def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
         def name(i: int) -> str:
             return classes[i] if classes is not None else str(i)
 
-        return {"label": self.label, "class": name(self.label), "probability": self.probability,
-                "top": [{"label": i, "class": name(i), "probability": p} for i, p in self.top],
-                "logits": self.logits, "probabilities": self.probabilities}
+        out = {"label": self.label, "class": name(self.label), "probability": self.probability,
+               "top": [{"label": i, "class": name(i), "probability": p} for i, p in self.top],
+               "logits": self.logits, "probabilities": self.probabilities,
+               "is_digit": self.is_digit}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
+
+
+class Gate(Protocol):
+    """What `predict` needs of a not-a-digit gate (mnistlab.predict.reject.DigitGate)."""
+
+    def accepts(self, logits: torch.Tensor) -> torch.Tensor: ...
+    def scores(self, logits: torch.Tensor) -> torch.Tensor: ...
 
 
 @torch.no_grad()
 def predict(model: nn.Module, normalizer: Normalizer, images_u8: np.ndarray | torch.Tensor,
-            device: torch.device | str = "cpu", top_k: int = 3) -> list[Prediction]:
-    """Predictions for uint8 images (N, 28, 28), white digits on black, in batches."""
+            device: torch.device | str = "cpu", top_k: int = 3, gate: Gate | None = None,
+            problems: Sequence[Sequence[str]] | None = None) -> list[Prediction]:
+    """Predictions for uint8 images (N, 28, 28), white digits on black, in batches.
+
+    With a `gate` and/or `problems` (one list per image, from `prepare`), each prediction
+    says whether it is a digit at all: the gate accepts its logits and its input has no
+    problems (either alone decides when the other is not given)."""
     images = torch.as_tensor(np.asarray(images_u8))
     if images.ndim != 3 or images.dtype != torch.uint8:
         raise MnistlabError(f"predict: expected uint8 images of shape (N, 28, 28), "
                             f"got {images.dtype} {tuple(images.shape)}")
     if top_k < 1:
         raise MnistlabError(f"--top-k must be at least 1, got {top_k}")
+    if problems is not None and len(problems) != len(images):
+        raise MnistlabError(f"predict: {len(problems)} problem lists for {len(images)} images")
     if len(images) == 0:
         return []
     was_training = model.training
@@ -57,7 +79,24 @@ def predict(model: nn.Module, normalizer: Normalizer, images_u8: np.ndarray | to
                             for chunk in images.split(BATCH)])
     finally:
         model.train(was_training)
-    return predictions_from_logits(logits, top_k)
+    predictions = predictions_from_logits(logits, top_k)
+    if gate is None and problems is None:
+        return predictions
+    accepted = gate.accepts(logits).tolist() if gate is not None else [True] * len(images)
+    scores = gate.scores(logits).tolist() if gate is not None else [0.0] * len(images)
+    threshold = getattr(gate, "threshold", None)
+    out = []
+    for i, p in enumerate(predictions):
+        found = list(problems[i]) if problems is not None else []
+        reason = None
+        if found:
+            reason = "; ".join(found)
+        elif not accepted[i]:
+            reason = "the model does not find it digit-like"
+            if threshold is not None:
+                reason += f" (score {scores[i]:.3g} < {threshold:.3g})"
+        out.append(replace(p, is_digit=reason is None, reason=reason))
+    return out
 
 
 def predictions_from_logits(logits: torch.Tensor, top_k: int = 3) -> list[Prediction]:
