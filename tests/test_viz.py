@@ -425,6 +425,37 @@ def test_confusion_figure_writes_every_nonzero_count():
     assert sorted(map(int, numbers)) == sorted([50, 2, 40, 7, 1, 60])
 
 
+def test_confusion_figure_writes_four_digit_counts_as_large_as_the_others():
+    confusion = torch.zeros(10, 10, dtype=torch.long)
+    confusion.fill_diagonal_(980)
+    confusion[1, 1], confusion[2, 7], confusion[4, 9] = 1135, 12, 3
+    fig = confusion_figure(confusion, tuple(str(d) for d in range(10)))
+    (ax,) = fig.axes
+    counts = [t for t in ax.texts if t.get_text().replace(",", "").isdigit()]
+    assert {t.get_text() for t in counts} >= {"1,135", "980", "12", "3"}
+    assert len({t.get_fontsize() for t in counts}) == 1
+    fig.draw_without_rendering()
+    cell = ax.get_window_extent().width / 10
+    assert all(t.get_window_extent().width < 0.9 * cell for t in counts)  # and they fit
+
+
+def test_text_confusion_matrix_keeps_long_class_names_whole():
+    from mnistlab.data.registry import DATASETS
+    from mnistlab.evaluate import format_confusion
+
+    confusion = torch.arange(100).reshape(10, 10) * 13
+    fashion = DATASETS["fashion-mnist"].classes
+    lines = format_confusion(confusion, fashion).splitlines()
+    assert lines[0].split() == ["true\\pred", *map(str, range(10))]
+    for i, name in enumerate(fashion):
+        assert lines[i + 1].startswith(f"{i} {name} ")  # whole, with a space after it
+        assert lines[i + 1].split()[-10:] == [str(int(v)) for v in confusion[i]]
+    assert max(map(len, lines)) <= 80
+    mnist = format_confusion(confusion, DATASETS["mnist"].classes).splitlines()
+    assert mnist[0].split() == ["true\\pred", *map(str, range(10))]
+    assert mnist[10].split() == ["9", *(str(int(v)) for v in confusion[9])]
+
+
 def test_mistakes_command_writes_two_pictures(runs, tmp_path, capsys, fake_dataset):
     out = tmp_path / "wrong.png"
     assert main(["mistakes", str(runs["mlp"]), "-o", str(out), "--limit", "12"]) == 0

@@ -82,10 +82,16 @@ def result_from_logits(logits: torch.Tensor, labels: torch.Tensor,
 
 
 def format_confusion(confusion: torch.Tensor, classes: tuple[str, ...] | list[str]) -> str:
-    """The confusion matrix as a text table (rows: true class, columns: predicted)."""
-    labels = [c[:5] for c in classes]
-    width = max(5, len(str(int(confusion.max()))) + 1, *(len(label) for label in labels))
-    head = "true\\pred".ljust(10) + "".join(label.rjust(width) for label in labels)
-    rows = [labels[i].ljust(10) + "".join(str(int(v)).rjust(width) for v in row)
+    """The confusion matrix as a text table (rows: true class, columns: predicted).
+    Names longer than 5 characters (Fashion-MNIST's "T-shirt/top") head the rows in full
+    with their number, and the columns take the numbers, so the table stays narrow."""
+    names = [str(c) for c in classes]
+    short = all(len(name) <= 5 for name in names)
+    columns = names if short else [str(i) for i in range(len(names))]
+    row_names = names if short else [f"{i} {name}" for i, name in enumerate(names)]
+    first = max(10, *(len(name) + 2 for name in row_names))
+    width = max(5, len(str(int(confusion.max()))) + 1, *(len(c) + 1 for c in columns))
+    head = "true\\pred".ljust(first) + "".join(c.rjust(width) for c in columns)
+    rows = [row_names[i].ljust(first) + "".join(str(int(v)).rjust(width) for v in row)
             for i, row in enumerate(confusion)]
     return "\n".join([head, *rows])

@@ -118,7 +118,7 @@ def confusion_figure(confusion: torch.Tensor, classes: tuple[str, ...],
                 continue
             strong = (i != j and off[i, j] > big)
             ax.text(j, i, f"{counts[i, j]:,}", ha="center", va="center",
-                    fontsize=8 if counts[i, j] < 1000 else 7, color="white" if strong else "black",
+                    fontsize=8, color="white" if strong else "black",  # one size for all
                     fontweight="bold" if i == j else "normal")
     slanted = longest > 2
     ax.set_xticks(range(n), labels=classes, rotation=45 if slanted else 0,
