@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from mnistlab.device import bf16_runs, cpu_has_fast_bf16, hardware_name, synchro
 CACHE_NAME = "precision.json"
 CACHE_FORMAT = 1
 MAX_ENTRIES = 64  # the oldest verdicts are dropped beyond this
+BUSY_SPREAD = 1.5  # median / quickest step of a candidate above this: measured on a busy machine
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Timer = Callable[[], float]
@@ -66,6 +68,7 @@ class Verdict:
     notes: list[str] = field(default_factory=list)  # e.g. a corrupt cache file was ignored
     measured_at: str = ""
     measuring_seconds: float = 0.0
+    cached_now: bool = False  # a fresh measurement that was written to the cache
 
     def describe(self) -> str:
         """One line for the run's output, e.g. 'precision: fp32 + channels-last (measured
@@ -79,7 +82,8 @@ class Verdict:
         versus = ", ".join(f"{r:.2f}x faster than {label}" for r, label in others)
         where = self.hardware.split(" (flags")[0]  # the flags digest is for the cache key only
         when = (f"cached verdict of {self.measured_at}" if self.source == "cached"
-                else f"measured in {self.measuring_seconds:.2f} s; cached")
+                else f"measured in {self.measuring_seconds:.2f} s"
+                + ("; cached" if self.cached_now else ""))
         extra = f"; {'; '.join(self.why)}" if self.why else ""
         return f"{head} (measured {versus} on {where}{extra}; {when})"
 
@@ -142,12 +146,13 @@ def _prepare(model: nn.Module, batch: Batch, device: torch.device, candidate: Ca
 def measure(model: nn.Module, batch: Batch, device: torch.device,
             cands: Sequence[Candidate],
             make_optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None,
-            timer: Timer = time.perf_counter, budget_s: float = 0.15, min_rounds: int = 3,
-            max_rounds: int = 8) -> dict[str, float]:
-    """Each candidate's quickest training step, in seconds. After one warm-up step each
+            timer: Timer = time.perf_counter, budget_s: float = 0.15, min_rounds: int = 2,
+            max_rounds: int = 8) -> dict[str, list[float]]:
+    """Each candidate's training-step times, in seconds. After one warm-up step each
     (kernel selection, oneDNN primitive creation), rounds go round-robin until `budget_s` is
-    spent (at least `min_rounds`). The global RNG is restored afterwards, so that a run's
-    results do not depend on whether its verdict came from the cache."""
+    spent (at least `min_rounds`): about a dozen steps, a few percent of an epoch. The global
+    RNG is restored afterwards, so that a run's results do not depend on whether its verdict
+    came from the cache."""
     if make_optimizer is None:
         def make_optimizer(net: nn.Module) -> torch.optim.Optimizer:
             return torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
@@ -155,22 +160,25 @@ def measure(model: nn.Module, batch: Batch, device: torch.device,
     cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     try:
         steps = []
+        warm_start = timer()
         for c in cands:
             step = _prepare(model, batch, device, c, make_optimizer)
             step()
             steps.append((c.label, step))
         synchronize(device)
-        best: dict[str, float] = {label: float("inf") for label, _ in steps}
+        if timer() - warm_start > 4 * budget_s:
+            min_rounds = 1  # very slow steps (a big model, a busy machine): one round only
+        times: dict[str, list[float]] = {label: [] for label, _ in steps}
         start = timer()
         for round_ in range(max_rounds):
             for label, step in steps:
                 t0 = timer()
                 step()
                 synchronize(device)
-                best[label] = min(best[label], timer() - t0)
+                times[label].append(timer() - t0)
             if round_ + 1 >= min_rounds and timer() - start > budget_s:
                 break
-        return best
+        return times
     finally:
         torch.set_rng_state(cpu_rng)
         if cuda_rng is not None:
@@ -265,15 +273,27 @@ def choose(model: nn.Module, batch: Batch, device: torch.device, bf16: str = "au
             choice, seconds, when = hit
             return Verdict(choice, "cached", hardware, seconds, why, notes, when)
     start = time.perf_counter()
-    seconds = measure(model, batch, device, cands, make_optimizer, timer)
+    times = measure(model, batch, device, cands, make_optimizer, timer)
     took = time.perf_counter() - start
+    seconds = {label: min(ts) for label, ts in times.items()}
     choice = min(cands, key=lambda c: seconds[c.label])
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    if use_cache:
+    # A step that varied a lot between rounds means another process was busy: such a verdict
+    # serves this run, but is not kept for the next.
+    spread = max(statistics.median(ts) / max(min(ts), 1e-12) for ts in times.values())
+    steady = spread <= BUSY_SPREAD and all(len(ts) > 1 for ts in times.values())
+    if len(next(iter(times.values()))) == 1:
+        notes.append("steps were too slow for more than one round of measuring: this "
+                     "verdict is not cached")
+    elif not steady:
+        notes.append(f"step times varied up to {spread:.1f}x while measuring (a busy "
+                     "machine?): this verdict is not cached")
+    elif use_cache:
         entries[digest] = {"key": key, "choice": choice.label, "seconds_per_step": seconds,
                            "measured_at": when}
         _write_entries(path, entries, notes)
-    return Verdict(choice, "measured", hardware, seconds, why, notes, when, took)
+    return Verdict(choice, "measured", hardware, seconds, why, notes, when, took,
+                   cached_now=steady and use_cache)
 
 
 def choose_for_run(config: Any, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
