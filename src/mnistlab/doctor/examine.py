@@ -179,9 +179,16 @@ def examine(model: nn.Module, *, loss_fn: Any = "cross_entropy",
     before = init.measure(copy.deepcopy(net), (x, y), loss, seed)
     out = before.output
     form = output.output_form(out)
-    mixing = output.batch_dependence(copy.deepcopy(net), x)
+    behaviour = evalmode.eval_behaviour(copy.deepcopy(net), x, y if trained else None)
     m["output"] = {"form": form.form, "shape": list(out.shape), "produced_by": before.last_op}
-    report.add(*output.check_output(form, loss, before.loss, before.last_op, mixing, classes))
+    if before.normalisation is not None:
+        m["output"]["normalised_by"] = before.normalisation.call
+        m["output"]["normalised_input_fed_by"] = before.normalisation.producer
+    found = output.check_output(form, loss, before.loss, before.last_op,
+                                behaviour.batch_dependence, classes)
+    if not any(f.name == "softmax-over-batch" for f in found):
+        found += output.check_normalised_input(before.normalisation, before.loss, classes)
+    report.add(*found, *evalmode.check_eval_randomness(behaviour))
 
     if not trained:
         plan = Plan(net, (x, y), lr_batches, loss, factory, opt_name, lr, warmup_lr, classes,

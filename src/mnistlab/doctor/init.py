@@ -18,7 +18,13 @@ from torch import nn
 
 from mnistlab.doctor.findings import Finding
 from mnistlab.doctor.losses import Loss
-from mnistlab.doctor.trace import LayerTrace, finite, record_gradients, trace_forward
+from mnistlab.doctor.trace import (
+    LayerTrace,
+    Normalisation,
+    finite,
+    record_gradients,
+    trace_forward,
+)
 
 # Thresholds, chosen with the zoo at its defaults far inside them (see tests/test_doctor*.py).
 LOSS_WARN, LOSS_ERROR = 1.5, 2.5  # times ln(classes)
@@ -39,6 +45,7 @@ class InitStats:
     layers: list[LayerTrace]
     output: torch.Tensor  # detached
     last_op: str | None
+    normalisation: Normalisation | None = None  # the softmax/log_softmax the output came from
 
     @property
     def grad_spread(self) -> float | None:
@@ -72,7 +79,8 @@ def measure(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], loss: Lo
     record_gradients(trace.layers)
     out = trace.output.detach().float()
     model.zero_grad(set_to_none=True)
-    return InitStats(float(value.detach()), float(out.std()), trace.layers, out, trace.last_op)
+    return InitStats(float(value.detach()), float(out.std()), trace.layers, out, trace.last_op,
+                     trace.normalisation)
 
 
 def reinitialised(model: nn.Module, layers: list[LayerTrace]) -> nn.Module:

@@ -4,7 +4,14 @@ The form of the output is read from the numbers, whatever produced them: rows th
 non-negative and sum to 1 are a softmax over the classes; columns that do are a softmax over
 the batch (`dim=0`); rows whose exponentials sum to 1 are a log-softmax; outputs that are never
 negative came through ReLU, sigmoid or the like. In eval mode, a softmax over the batch also
-shows as one image's output changing when the rest of the batch changes.
+shows as one image's output changing when the rest of the batch changes (measured with any
+randomness switched off: see evalmode.eval_behaviour).
+
+When the output is a softmax or log-softmax, its form hides what fed it: a ReLU on the
+logits under a final log_softmax looks like proper log-probabilities. So the trace keeps the
+input of the normalisation that produced the output, and `check_normalised_input` judges
+that: never negative (ReLU, clamp, abs, softplus...) or confined to a narrow range (sigmoid,
+tanh) by the call that produced it.
 """
 
 from __future__ import annotations
@@ -14,10 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from mnistlab.doctor.findings import Finding
 from mnistlab.doctor.losses import Loss
+from mnistlab.doctor.trace import Normalisation
 
 TOL = 1e-3  # on sums of 10 float32 probabilities
 
@@ -60,22 +67,6 @@ def output_form(z: torch.Tensor) -> OutputForm:
     return OutputForm(form, ev)
 
 
-@torch.no_grad()
-def batch_dependence(model: nn.Module, x: torch.Tensor) -> float:
-    """In eval mode, how much the first half's outputs change when run without the second
-    half (relative). 0 for a model that treats images independently."""
-    if len(x) < 4:
-        return 0.0
-    was = model.training
-    model.eval()
-    try:
-        k = len(x) // 2
-        full, half = model(x)[:k].float(), model(x[:k]).float()
-    finally:
-        model.train(was)
-    return float((full - half).abs().max() / full.abs().max().clamp(min=1e-12))
-
-
 LOGITS_FIX = """\
 def forward(self, x):
     ...
@@ -84,18 +75,24 @@ def forward(self, x):
 # predict: probs = model(x).softmax(dim=1)           (only where you need probabilities)"""
 
 
+MIXING_TOL = 1e-3  # relative change of an image's output when its batch mates change
+
+
 def check_output(form: OutputForm, loss: Loss, loss_value: float, produced_by: str | None,
-                 mixing: float, classes: int) -> list[Finding]:
+                 mixing: float | None, classes: int) -> list[Finding]:
+    """mixing: how much an image's eval-mode output depends on its batch mates (None: not
+    measurable, the output being random in eval mode)."""
     ev = dict(form.evidence)
     if produced_by:
         ev["produced_by"] = produced_by
     f = form.form
-    if f in ("softmax_batch", "log_softmax_batch") or mixing > 1e-3:
+    if f in ("softmax_batch", "log_softmax_batch") or (mixing or 0.0) > MIXING_TOL:
         what = "log-softmax" if f == "log_softmax_batch" else "softmax"
         return [Finding(
             "softmax-over-batch", "error",
             f"the output is a {what} over the batch dimension (dim=0), not over the classes",
-            {**ev, "batch_dependence": mixing},
+            {**ev, "batch_dependence": mixing if mixing is not None
+             else "not measurable (the output is random in eval mode)"},
             "Each column (one class across the batch) sums to 1 instead of each row (one image "
             "across the classes). The prediction for an image then depends on which other "
             "images share its batch, the scores of one image are not a distribution over the "
@@ -171,3 +168,62 @@ def check_output(form: OutputForm, loss: Loss, loss_value: float, produced_by: s
             "saturate and it usually needs more epochs to reach cross-entropy's accuracy.",
             "loss = F.cross_entropy(model(x), y)      # y: int64 class indices")]
     return []
+
+
+NORMALISED_FIX = """\
+return F.log_softmax(self.fc_out(x), dim=1)      # not F.log_softmax(F.relu(self.fc_out(x)), 1)
+# nn.Sequential(..., nn.Linear(128, 10), nn.LogSoftmax(dim=1))   # nothing between the two
+# train with F.nll_loss; or return the logits and use F.cross_entropy"""
+
+
+def check_normalised_input(norm: Normalisation | None, loss_value: float,
+                           classes: int) -> list[Finding]:
+    """The logits a final softmax/log_softmax normalises: never negative, or squashed into a
+    narrow range by a bounded call (sigmoid, tanh, clamp)?"""
+    if norm is None or norm.input.dim() != 2 or norm.dim not in (1, -1):
+        return []
+    z = norm.input
+    if float(z.abs().max()) < 1e-6:
+        return []  # all zero (a zero-initialised last layer): nothing to judge yet
+    lo, hi = float(z.min()), float(z.max())
+    bounds = norm.bounds
+    squashed = bounds is not None and None not in bounds
+    if lo < 0 and not squashed:
+        return []
+    ev: dict[str, Any] = {"normalised_by": norm.call,
+                          "fed_by": norm.producer or "an unseen call",
+                          "input_min": lo, "input_max": hi}
+    if squashed:
+        width = float(bounds[1]) - float(bounds[0])
+        top = math.exp(width) / (math.exp(width) + classes - 1)
+        ev.update(bounds=list(bounds), highest_possible_probability=top,
+                  best_possible_loss=-math.log(top), loss_now=loss_value)
+        return [Finding(
+            "squashed-before-softmax", "error",
+            f"the {norm.call} at the end normalises values that {ev['fed_by']} confines to "
+            f"[{bounds[0]:g}, {bounds[1]:g}]",
+            ev,
+            f"A softmax of scores that differ by at most {width:g} can never be confident: no "
+            f"class gets a probability above {top:.3f}, so the loss cannot go below "
+            f"{-math.log(top):.3f} however well the model ranks the digits, and the gradient "
+            f"through {ev['fed_by']} fades where it saturates. The output still looks like "
+            "proper (log-)probabilities, which is why this goes unnoticed.",
+            "drop the bounded activation between the last layer and the softmax:\n"
+            + NORMALISED_FIX)]
+    zero = z == 0
+    ev.update(clamped_fraction=float(zero.float().mean()),
+              images_with_all_inputs_zero=int(zero.all(1).sum()),
+              classes_zero_for_every_image=int(zero.all(0).sum()), loss_now=loss_value)
+    return [Finding(
+        "non-negative-before-softmax", "error",
+        f"the {norm.call} at the end normalises logits that are never negative "
+        + (f"(they come from {norm.producer}" if norm.producer else "(an activation before it")
+        + f"; {ev['clamped_fraction']:.0%} are exactly 0)",
+        ev,
+        "The normalisation makes the output look like proper log-probabilities, but what it "
+        "normalises cannot go below 0: the loss pushes the wrong classes' logits down, and "
+        "after a ReLU or clamp every logit at 0 gets no gradient (the clamped fraction above), "
+        "so a class stuck at 0 for an image cannot be pushed away and one stuck at 0 for every "
+        "image is dead for good. After abs, softplus or exp the logits cannot go negative "
+        "either: it is the same bug as a ReLU on the output, hidden under the softmax.",
+        "drop the activation between the last layer and the softmax:\n" + NORMALISED_FIX)]
