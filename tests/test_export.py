@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from mnistlab.checkpoint import load_model, save_checkpoint
 from mnistlab.cli import main
@@ -131,11 +132,37 @@ def test_parity_on_real_mnist_test_images(onnx_ready, real_mnist, tmp_path, caps
     assert "on 1,000 mnist test images: same class on 1,000/1,000" in printed
 
 
-def test_torchscript_export(tmp_path, capsys):
+@pytest.mark.parametrize("content, reason", [
+    (b"", "the file is empty"),
+    (b"i am a note, not weights", "it is a text file, not one written by torch.save"),
+    (bytes(range(256)) * 4, "the file was not written by torch.save, or is damaged or cut short"),
+])
+def test_an_unreadable_checkpoint_says_why_in_words(tmp_path, capsys, content, reason):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content)
+    assert main(["export", str(bad), "-o", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"mnistlab: error: {bad}: not a readable PyTorch checkpoint: {reason}\n"
+
+
+def test_a_pickled_module_is_refused_in_words(tmp_path, capsys):
+    bad = tmp_path / "module.pt"
+    torch.save({"model": torch.nn.Linear(2, 2)}, bad)
+    assert main(["export", str(bad), "-o", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "holds Python objects besides tensors" in err and "save a state_dict" in err
+
+
+def test_torchscript_export(tmp_path, capsys, no_data):
     ckpt = make_checkpoint(tmp_path / "m.pt", "fast")
     out = tmp_path / "m.ts"
-    assert main(["export", str(ckpt), "--format", "torchscript", "-o", str(out)]) == 0
-    assert "torchscript" in capsys.readouterr().out
+    assert main(["export", str(ckpt), "--format", "torchscript", "-o", str(out),
+                 "--check-images", "200", *no_data]) == 0
+    printed = capsys.readouterr().out
+    assert "torchscript" in printed
+    # the file is loaded back and checked, as an ONNX file is
+    assert ("TorchScript vs PyTorch on 200 random images (mnist test set not found): "
+            "same class on 200/200") in printed and "PASS" in printed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         scripted = torch.jit.load(str(out))
@@ -143,6 +170,30 @@ def test_torchscript_export(tmp_path, capsys):
     with torch.no_grad():
         got = scripted(torch.from_numpy(pixels)[:, None].float()).numpy()
     np.testing.assert_allclose(got, reference(ckpt, pixels), atol=1e-5)
+
+
+def test_a_torchscript_file_that_disagrees_is_removed(tmp_path, capsys, no_data, monkeypatch):
+    import mnistlab.export
+
+    def trace_something_else(wrapped, path):
+        traced = torch.jit.trace(PixelsToLogitsBroken(), torch.zeros(2, 1, 28, 28))
+        torch.jit.save(traced, str(path))
+
+    monkeypatch.setattr(mnistlab.export, "export_torchscript", trace_something_else)
+    ckpt = make_checkpoint(tmp_path / "m.pt", "lenet5")
+    out = tmp_path / "m.ts"
+    assert main(["export", str(ckpt), "--format", "torchscript", "-o", str(out),
+                 "--check-images", "50", *no_data]) == 1
+    err = capsys.readouterr().err
+    assert "TorchScript export failed its check, file removed" in err and "FAIL" in err
+    assert not out.exists()
+
+
+class PixelsToLogitsBroken(nn.Module):
+    """Ten constant logits: what a trace that lost the model would give."""
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(pixels.shape[0], 10) + torch.arange(10.0)
 
 
 @pytest.mark.parametrize(("argv", "words"), [

@@ -4,8 +4,9 @@ The exported graph is self-contained: it takes raw pixels, float32 (N, 1, 28, 28
 [0, 255] (white digit on black, as in MNIST), applies the checkpoint's normaliser itself and
 returns (N, 10) float32 logits. A consumer needs no mean/std and no mnistlab.
 
-An ONNX export is only reported done after a parity check: onnxruntime and PyTorch must pick
-the same class on every check image and agree on every logit to `TOLERANCE`.
+An export is only reported done after a parity check: the written file, loaded back in
+onnxruntime (ONNX) or `torch.jit.load` (TorchScript), and the PyTorch model must pick the
+same class on every check image and agree on every logit to `TOLERANCE`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class ParityCheck:
     source: str  # where the check images came from, in words
     same_class: int  # images on which both runtimes predict the same class
     max_abs_diff: float  # over all logits of all images
+    runtime: str = "onnxruntime"  # what ran the exported file
 
     @property
     def ok(self) -> bool:
@@ -58,7 +60,7 @@ class ParityCheck:
 
     def describe(self) -> str:
         verdict = "PASS" if self.ok else "FAIL"
-        return (f"onnxruntime vs PyTorch on {self.images:,} {self.source}: same class on "
+        return (f"{self.runtime} vs PyTorch on {self.images:,} {self.source}: same class on "
                 f"{self.same_class:,}/{self.images:,}, max |logit difference| "
                 f"{self.max_abs_diff:.2e} (limit {TOLERANCE:.0e}) - {verdict}")
 
@@ -152,6 +154,24 @@ def check_onnx(path: str | os.PathLike[str], wrapped: PixelsToLogits, images_u8:
     return ParityCheck(len(images_u8), source, same, worst)
 
 
+@torch.no_grad()
+def check_torchscript(path: str | os.PathLike[str], wrapped: PixelsToLogits,
+                      images_u8: torch.Tensor, source: str, batch_size: int = 500
+                      ) -> ParityCheck:
+    """Load the TorchScript file back and run it and the PyTorch model on the same images:
+    tracing records one path through `forward`, so a data-dependent branch would be lost."""
+    with _quiet():
+        loaded = torch.jit.load(str(path), map_location="cpu").eval()
+    wrapped = wrapped.cpu().float().eval()
+    same, worst = 0, 0.0
+    for start in range(0, len(images_u8), batch_size):
+        pixels = images_u8[start : start + batch_size].unsqueeze(1).float()
+        expected, got = wrapped(pixels), loaded(pixels)
+        same += int((got.argmax(1) == expected.argmax(1)).sum())
+        worst = max(worst, float((got - expected).abs().max()))
+    return ParityCheck(len(images_u8), source, same, worst, runtime="TorchScript")
+
+
 def check_images(state: dict[str, Any], n: int = 1000, data_dir: str | None = None,
                  download: bool = False) -> tuple[torch.Tensor, str]:
     """The first `n` test images of the checkpoint's data set; without the data, `n` random
@@ -171,9 +191,9 @@ def check_images(state: dict[str, Any], n: int = 1000, data_dir: str | None = No
 
 def export(checkpoint: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str], *,
            images: int = 1000, data_dir: str | None = None,
-           download: bool = False) -> ParityCheck | None:
-    """Export a checkpoint or run directory; for ONNX, return the parity check (and raise if
-    it fails, removing the file, so that a bad export is never left behind)."""
+           download: bool = False) -> ParityCheck:
+    """Export a checkpoint or run directory and return the parity check of the written
+    file (raise if it fails, removing the file, so that a bad export is never left behind)."""
     from mnistlab.checkpoint import load_model
 
     if fmt not in FORMATS:
@@ -184,14 +204,16 @@ def export(checkpoint: str | os.PathLike[str], fmt: str, out: str | os.PathLike[
     try:
         if fmt == "torchscript":
             export_torchscript(wrapped, out)
-            return None
-        export_onnx(wrapped, out, metadata(state, normalizer))
+        else:
+            export_onnx(wrapped, out, metadata(state, normalizer))
     except OSError as e:  # an unwritable folder or a full disk: one line, not a traceback
         raise MnistlabError(f"{out}: cannot write ({e.strerror or e})") from None
     pixels, source = check_images(state, images, data_dir, download)
-    result = check_onnx(out, wrapped, pixels, source)
+    check = check_torchscript if fmt == "torchscript" else check_onnx
+    result = check(out, wrapped, pixels, source)
     if not result.ok:
         out.unlink(missing_ok=True)
-        raise MnistlabError(f"{out}: ONNX export failed its check, file removed: "
+        name = "TorchScript" if fmt == "torchscript" else "ONNX"
+        raise MnistlabError(f"{out}: {name} export failed its check, file removed: "
                             f"{result.describe()}", exit_code=1)
     return result
