@@ -18,6 +18,7 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import zipfile
@@ -68,9 +69,8 @@ def load_checkpoint(path: str | os.PathLike[str], prefer: str = "best.pt") -> di
         raise MnistlabError(f"{path}: cannot read ({e.strerror or e})") from None
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
             IndexError, KeyError, TypeError) as e:  # what garbage bytes raise
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise MnistlabError(f"{path}: not a readable PyTorch checkpoint ({first_line[:200]})"
-                            ) from None
+        raise MnistlabError(f"{path}: not a readable PyTorch checkpoint: "
+                            f"{_why_unreadable(path, e)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise MnistlabError(f"{path}: not an mnistlab checkpoint (no '{FORMAT}' marker)")
     if state.get("version", 0) > VERSION:
@@ -78,6 +78,22 @@ def load_checkpoint(path: str | os.PathLike[str], prefer: str = "best.pt") -> di
                             f"mnistlab understands ({VERSION}); upgrade mnistlab")
     state["path"] = str(path)
     return state
+
+
+def _why_unreadable(path: Path, error: Exception) -> str:
+    """What a user can act on, rather than torch's internals (a KeyError '105' is a byte)."""
+    with contextlib.suppress(OSError), open(path, "rb") as f:
+        head = f.read(512)
+        if not head:
+            return "the file is empty"
+        if zipfile.is_zipfile(path) and "weights only" in str(error).lower():
+            return ("it holds Python objects besides tensors, which mnistlab will not unpickle "
+                    "(weights_only=True); save a state_dict instead")
+        if zipfile.is_zipfile(path):
+            return "a torch.save archive, but damaged or cut short"
+        if all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+            return "it is a text file, not one written by torch.save"
+    return "the file was not written by torch.save, or is damaged or cut short"
 
 
 def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
