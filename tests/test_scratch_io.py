@@ -17,7 +17,6 @@ from mnistlab.scratch import (
     from_torch_state_dict,
     load_npz,
     save_npz,
-    to_torch_state_dict,
     torch_key,
 )
 
@@ -171,6 +170,8 @@ def test_torch_key_layout() -> None:
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
 def test_torch_round_trip_gives_identical_logits(activation: str) -> None:
     torch = pytest.importorskip("torch")
+    from mnistlab.checkpoint_npz import to_torch_state_dict
+
     net = trained_net((784, 32, 16, 10), activation)
     sd = to_torch_state_dict(net)
     assert list(sd) == ["layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias",
@@ -191,6 +192,8 @@ def test_torch_round_trip_gives_identical_logits(activation: str) -> None:
 def test_from_torch_state_dict_of_the_project_mlp() -> None:
     torch = pytest.importorskip("torch")
     mlp = pytest.importorskip("mnistlab.models.mlp")
+    from mnistlab.checkpoint_npz import to_torch_state_dict
+
     model = mlp.MLP(hidden="20,12", activation="relu")
     net = from_torch_state_dict(model.state_dict(), "relu")
     assert net.sizes == (784, 20, 12, 10)

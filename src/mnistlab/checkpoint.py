@@ -42,27 +42,52 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
     write_with(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **state}, f))
 
 
-def resolve_checkpoint_path(path: str | os.PathLike[str], prefer: str = "best.pt") -> Path:
-    """Accept a checkpoint file or a run directory (then `best.pt`, else `last.pt`)."""
+def resolve_checkpoint_path(path: str | os.PathLike[str], prefer: str = "best.pt",
+                            last_ok: bool = False) -> Path:
+    """A checkpoint file as given, or the checkpoint of a run directory: `prefer` ("best.pt"
+    or "last.pt"; NumPy runs keep `.npz` files under the same names).
+
+    A run interrupted before its first epoch ended has a last.pt but no best.pt: its weights
+    were never validated, so asking for best.pt is refused with a message naming --last,
+    unless `last_ok` (e.g. `--last` was given; `last_ok` also lets "last.pt" fall back on
+    best.pt). Commands that use last.pt should say so (`checkpoint_note`)."""
     path = Path(path)
     if path.is_dir():
-        # NumPy-backend runs (mnistlab.scratch) keep .npz checkpoints under the same names.
-        stem = Path(prefer).stem
-        for name in (prefer, "best.pt", "last.pt", f"{stem}.npz", "best.npz", "last.npz"):
+        want, other = Path(prefer).stem, ("last" if Path(prefer).stem == "best" else "best")
+        names = [f"{want}.pt", f"{want}.npz"]
+        if last_ok:
+            names += [f"{other}.pt", f"{other}.npz"]
+        for name in names:
             if (path / name).is_file():
                 return path / name
+        if want == "best" and any((path / n).is_file() for n in ("last.pt", "last.npz")):
+            raise MnistlabError(f"{path}: no best.pt (the run stopped before its first epoch "
+                                "ended, so no weights were validated); pass --last to use "
+                                "last.pt anyway")
         raise MnistlabError(f"{path}: no best.pt or last.pt in this run directory")
     if not path.exists():
         raise MnistlabError(f"{path}: no such file or directory")
     return path
 
 
-def load_checkpoint(path: str | os.PathLike[str], prefer: str = "best.pt") -> dict[str, Any]:
-    path = resolve_checkpoint_path(path, prefer)
-    if path.suffix == ".npz":
-        from mnistlab.scratch.integration import npz_to_checkpoint
+def checkpoint_note(state: dict[str, Any]) -> str | None:
+    """A line to print when a command uses a last.pt rather than the validated best.pt."""
+    path = Path(state.get("path", ""))
+    if path.stem != "last":
+        return None
+    where = f"epoch {state.get('epoch', 0)}"
+    if state.get("batch"):
+        where = f"epoch {state['epoch'] + 1}, batch {state['batch']} (mid-epoch)"
+    return f"using {path} (the latest weights, at {where}), not best.pt"
 
-        return npz_to_checkpoint(path)
+
+def load_checkpoint(path: str | os.PathLike[str], prefer: str = "best.pt",
+                    last_ok: bool = False) -> dict[str, Any]:
+    path = resolve_checkpoint_path(path, prefer, last_ok)
+    if path.suffix == ".npz":
+        from mnistlab.checkpoint_npz import npz_to_checkpoint
+
+        return {"format": FORMAT, "version": VERSION, **npz_to_checkpoint(path)}
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as e:  # e.g. permission denied (RuntimeError, below, is not an OSError)
@@ -152,9 +177,10 @@ def checkpoint_dataset(state: dict[str, Any], name: str | None = None,
 
 
 def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu",
-               prefer: str = "best.pt") -> tuple[nn.Module, Normalizer, dict[str, Any]]:
+               prefer: str = "best.pt", last_ok: bool = False,
+               ) -> tuple[nn.Module, Normalizer, dict[str, Any]]:
     """The usual way in: a checkpoint file or run directory -> (model, normalizer, state)."""
-    state = load_checkpoint(path, prefer)
+    state = load_checkpoint(path, prefer, last_ok)
     check_model_state(state)  # before anything is allocated from the file's numbers
     model, normalizer = model_from_checkpoint(state, device)
     return model, normalizer, state

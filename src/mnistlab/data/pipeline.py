@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from mnistlab.data.split import split_indices
+
 
 @dataclass(frozen=True)
 class Split:
@@ -26,10 +28,9 @@ class Split:
 def train_val_split(images: torch.Tensor, labels: torch.Tensor, val_size: int,
                     seed: int) -> tuple[Split, Split]:
     """Hold out `val_size` random training images for model selection (the test set never is)."""
-    if not 0 <= val_size < len(labels):
-        raise ValueError(f"val_size must be in [0, {len(labels)}), got {val_size}")
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    val_idx, train_idx = order[:val_size].sort().values, order[val_size:].sort().values
+    # The same draw as the NumPy backend's (data.split): same seed, same validation images.
+    train_np, val_np = split_indices(len(labels), val_size, seed)
+    train_idx, val_idx = torch.from_numpy(train_np), torch.from_numpy(val_np)
     return Split(images[train_idx], labels[train_idx]), Split(images[val_idx], labels[val_idx])
 
 

@@ -5,11 +5,11 @@
     save_npz("model.npz", net, {"test_acc": 0.98})
     net, extra = load_npz("model.npz")
 
-Only NumPy is imported; `to_torch_state_dict` imports torch when it is called.
+Only NumPy is imported, here and below: the torch side is `mnistlab.checkpoint_npz`.
 """
 
 from mnistlab.scratch.checkpoint import CheckpointError, load_npz, save_npz
-from mnistlab.scratch.convert import from_torch_state_dict, to_torch_state_dict, torch_key
+from mnistlab.scratch.convert import from_torch_state_dict, to_state_arrays, torch_key
 from mnistlab.scratch.data import Splits, load_splits, split_and_standardise
 from mnistlab.scratch.gradcheck import check_gradients, numerical_gradient, relative_error
 from mnistlab.scratch.init import INITS
@@ -46,6 +46,6 @@ __all__ = [
     "softmax",
     "softmax_cross_entropy",
     "split_and_standardise",
-    "to_torch_state_dict",
+    "to_state_arrays",
     "torch_key",
 ]

@@ -6,21 +6,18 @@ applied to `x.flatten(1)`: dense layer i is module 2*i of the Sequential, so
     NumPy "W{i}" (n_in, n_out)   <->   torch "layers.{2i}.weight" (n_out, n_in), transposed
     NumPy "b{i}" (n_out,)        <->   torch "layers.{2i}.bias"   (n_out,)
 
-`torch_key` is the only place that knows this.  torch is imported inside
-`to_torch_state_dict` only, so `import mnistlab.scratch` stays torch-free.
+`torch_key` is the only place that knows this. This module never imports torch: it hands
+over NumPy arrays (`to_state_arrays`), and `mnistlab.checkpoint_npz` turns them into tensors.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from mnistlab.scratch.network import MLP
-
-if TYPE_CHECKING:
-    import torch
 
 _TORCH_KEY = re.compile(r"^layers\.(\d+)\.(weight|bias)$")
 
@@ -30,15 +27,14 @@ def torch_key(dense_index: int, kind: str) -> str:
     return f"layers.{2 * dense_index}.{kind}"
 
 
-def to_torch_state_dict(net: MLP) -> dict[str, torch.Tensor]:
-    """A state dict for the torch MLP with the same sizes and activation, in net.dtype."""
-    import torch  # only here: the rest of the package must not need torch
-
-    sd: dict[str, torch.Tensor] = {}
+def to_state_arrays(net: MLP) -> dict[str, np.ndarray]:
+    """The torch MLP's state dict as NumPy arrays (copies, in net.dtype), keyed and shaped as
+    torch wants them; `mnistlab.checkpoint_npz.to_torch_state_dict` makes them tensors."""
+    arrays: dict[str, np.ndarray] = {}
     for i, dense in enumerate(net.dense):
-        sd[torch_key(i, "weight")] = torch.tensor(dense.W.T)  # copy, (out, in)
-        sd[torch_key(i, "bias")] = torch.tensor(dense.b)  # copy, (out,)
-    return sd
+        arrays[torch_key(i, "weight")] = np.ascontiguousarray(dense.W.T)  # (out, in)
+        arrays[torch_key(i, "bias")] = dense.b.copy()  # (out,)
+    return arrays
 
 
 def _to_numpy(value: Any) -> np.ndarray:

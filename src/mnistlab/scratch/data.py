@@ -16,6 +16,7 @@ import numpy as np
 from mnistlab.data.idx import read_idx
 from mnistlab.data.locate import ensure_files
 from mnistlab.data.registry import get_spec
+from mnistlab.data.split import split_indices
 
 
 @dataclass
@@ -47,10 +48,8 @@ def split_and_standardise(
     seed: int = 0,
 ) -> Splits:
     """uint8 images (N, 28, 28) and labels -> standardised Splits, `val_size` held out."""
-    if not 0 <= val_size < len(train_labels):
-        raise ValueError(f"val_size must be in [0, {len(train_labels)}), got {val_size}")
-    order = np.random.default_rng(seed).permutation(len(train_labels))
-    val_idx, train_idx = np.sort(order[:val_size]), np.sort(order[val_size:])
+    # The draw the PyTorch backend uses too: the same seed holds out the same images.
+    train_idx, val_idx = split_indices(len(train_labels), val_size, seed)
     pixels = train_images[train_idx]
     mean = float(pixels.mean(dtype=np.float64) / 255.0)
     std = float(pixels.std(dtype=np.float64) / 255.0)

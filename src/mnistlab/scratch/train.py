@@ -14,6 +14,7 @@ from mnistlab.scratch.network import MLP
 from mnistlab.scratch.optim import SGD, ScheduleFn, lr_factor
 
 # The recipe behind the documented MNIST result (docs/scratch.md): MLP(**arch), fit(**train).
+# The one definition: fit()'s defaults and `mnistlab train --backend numpy` both read it.
 DEFAULT_RECIPE: dict[str, dict[str, Any]] = {
     "arch": {"sizes": (784, 200, 50, 10), "activation": "relu", "init": "he"},
     "train": {
@@ -26,7 +27,12 @@ DEFAULT_RECIPE: dict[str, dict[str, Any]] = {
     },
 }
 
-EpochCallback = Callable[[dict[str, Any]], None]
+_TRAIN = DEFAULT_RECIPE["train"]
+
+# Called after each epoch with its record; returning True stops training (early stopping).
+EpochCallback = Callable[[dict[str, Any]], "bool | None"]
+# Called after each update with (updates so far, this batch's loss, its learning rate).
+StepCallback = Callable[[int, float, float], None]
 
 
 def evaluate(
@@ -64,16 +70,17 @@ def fit(
     y_train: np.ndarray,
     x_val: np.ndarray | None = None,
     y_val: np.ndarray | None = None,
-    epochs: int = 12,
-    batch_size: int = 64,
-    lr: float = 0.05,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    schedule: str | ScheduleFn = "cosine",
+    epochs: int = _TRAIN["epochs"],
+    batch_size: int = _TRAIN["batch_size"],
+    lr: float = _TRAIN["lr"],
+    momentum: float = _TRAIN["momentum"],
+    weight_decay: float = _TRAIN["weight_decay"],
+    schedule: str | ScheduleFn = _TRAIN["schedule"],
     seed: int = 0,
     on_epoch: EpochCallback | None = None,
     per_sample: bool = False,
     loss_fn: LossFn = softmax_cross_entropy,
+    on_step: StepCallback | None = None,
 ) -> list[dict[str, Any]]:
     """Train `net` in place; returns one dict per epoch (also passed to `on_epoch`).
 
@@ -82,7 +89,7 @@ def fit(
     `per_sample=True` every example is its own update, in a plain Python loop over
     examples (as a first implementation usually is); `batch_size` is then ignored.
     The learning rate follows `schedule` per update.  Training stops early, after
-    reporting, if the training loss stops being a finite number.
+    reporting, if the training loss stops being a finite number or `on_epoch` returns True.
     """
     if x_train.ndim != 2 or x_train.shape[1] != net.sizes[0] or len(x_train) == 0:
         raise ValueError(f"x_train must be (N, {net.sizes[0]}) with N > 0, got {x_train.shape}")
@@ -119,6 +126,8 @@ def fit(
                 loss_sum += loss * len(idx)
                 correct += hits
                 step += 1
+                if on_step is not None:
+                    on_step(step, loss, step_lr)
         train_seconds = time.perf_counter() - start
         val_loss, val_acc = (None, None)
         if x_val is not None and y_val is not None and len(x_val):
@@ -134,8 +143,7 @@ def fit(
             "images_per_s": n / max(train_seconds, 1e-9),
         }
         history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
-        if not math.isfinite(record["train_loss"]):
+        stop = on_epoch(record) if on_epoch is not None else False
+        if stop or not math.isfinite(record["train_loss"]):
             break
     return history

@@ -38,17 +38,23 @@ class TrainConfig:
     nesterov: bool = True
     weight_decay: float = 5e-4
     schedule: str = "onecycle"
+    # Epochs the schedule spans; None: all of them. Set when `--resume RUN --epochs N`
+    # extends a run: the extra epochs then follow a tail (train.schedule).
+    schedule_epochs: int | None = None
     step_size: int = 1  # for schedule=step: epochs between decays
     gamma: float = 0.7  # for schedule=step
     label_smoothing: float = 0.0
     augment: bool = False
     patience: int | None = None  # early stopping on validation accuracy
+    # reject: "not a digit" (docs/not-a-digit.md): train with generated non-digits and store a
+    # threshold calibrated on validation; auto = on for MNIST with the torch backend.
+    outlier_exposure: str = "off"  # auto | on | off
     # how to run
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"
     bf16: str = "auto"  # auto | on | off
-    channels_last: bool = True
+    channels_last: bool | None = None  # None: measured at start-up (train/precision.py)
     threads: int | None = None
     track_test: bool = False  # log test metrics every epoch (for curves only; never for selection)
     dry_run: bool = False
@@ -82,6 +88,11 @@ class TrainConfig:
             (self.threads is None or self.threads >= 1, "threads", "must be at least 1"),
             (self.log_interval >= 1, "log-interval", "must be at least 1"),
             (self.patience is None or self.patience >= 1, "patience", "must be at least 1"),
+            # reject: outlier exposure (train/outliers.py)
+            (self.outlier_exposure in ("auto", "on", "off"), "outlier-exposure",
+             f"must be auto, on or off, got '{self.outlier_exposure}'"),
+            (self.outlier_exposure != "on" or self.backend == "torch", "outlier-exposure",
+             "on: not supported by the numpy backend (the torch trainer only)"),
         ]
         for ok, name, problem in checks:
             if not ok:
@@ -90,7 +101,7 @@ class TrainConfig:
 
 # Named starting points. `default` is what `mnistlab train` runs with no options.
 RECIPES: dict[str, dict[str, Any]] = {
-    "default": {},
+    "default": {"outlier_exposure": "auto"},  # reject: not-a-digit gate on MNIST
     # Stronger and slower: augmentation, a longer schedule, a net three times as wide.
     "best": {"model": "fast", "model_args": {"width": 48}, "epochs": 24, "augment": True,
              "lr": 0.1, "batch_size": 128, "label_smoothing": 0.1},
@@ -101,11 +112,19 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-# What `--backend numpy` starts from: the recipe measured in docs/scratch.md.
-NUMPY_RECIPE: dict[str, Any] = {
-    "model": "mlp", "model_args": {"hidden": "200,50"}, "epochs": 12, "batch_size": 64,
-    "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4,
-    "schedule": "cosine"}
+def numpy_recipe() -> dict[str, Any]:
+    """What `--backend numpy` starts from: scratch's DEFAULT_RECIPE (its one definition, the
+    recipe measured in docs/scratch.md) in TrainConfig's terms."""
+    from mnistlab.scratch.train import DEFAULT_RECIPE  # NumPy only; imported when needed
+
+    arch, fit = DEFAULT_RECIPE["arch"], DEFAULT_RECIPE["train"]
+    return {"model": "mlp", "model_args": {"hidden": ",".join(map(str, arch["sizes"][1:-1]))},
+            "epochs": fit["epochs"], "batch_size": fit["batch_size"], "optimizer": "sgd",
+            "lr": fit["lr"], "momentum": fit["momentum"], "nesterov": False,
+            "weight_decay": fit["weight_decay"],
+            "schedule": {"constant": "none"}.get(fit["schedule"], fit["schedule"]),
+            # what NumPy does: float32 on the CPU, no image layout
+            "bf16": "off", "channels_last": False}
 
 
 def resolve_config(recipe: str = "default", **overrides: Any) -> TrainConfig:
@@ -116,7 +135,7 @@ def resolve_config(recipe: str = "default", **overrides: Any) -> TrainConfig:
     explicit = {k: v for k, v in overrides.items() if v is not None}
     base = dict(RECIPES[recipe])
     if explicit.get("backend") == "numpy" and recipe == "default":
-        base = dict(NUMPY_RECIPE)
+        base = numpy_recipe()
     if explicit.get("model", base.get("model")) != base.get("model"):
         base.pop("model_args", None)  # the recipe's model arguments belong to its model
     values = {**base, **explicit}

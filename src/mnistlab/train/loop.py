@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,16 +25,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistlab.atomic import copy_file
 from mnistlab.checkpoint import (
     load_checkpoint,
+    load_model,
     load_weights,
     resolve_checkpoint_path,
     save_checkpoint,
 )
 from mnistlab.data.dataset import DigitData, load_dataset
 from mnistlab.data.pipeline import Augment, Batcher, Normalizer, Split, train_val_split
-from mnistlab.device import autocast, synchronize, use_bf16
+from mnistlab.device import autocast, synchronize
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import EvalResult, evaluate_batches
 from mnistlab.models import create_model
@@ -42,14 +42,14 @@ from mnistlab.models.summary import count_params, summarize
 from mnistlab.train import distributed
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.optim import build_optimizer, build_scheduler
-from mnistlab.train.progress import Progress, format_epoch_line, format_final_line
+from mnistlab.train.outliers import setup_outliers  # reject: not a digit
+from mnistlab.train.precision import choose_for_run
+from mnistlab.train.progress import Progress
+from mnistlab.train.result import TrainingInterrupted, TrainResult
+from mnistlab.train.resume import ResumePlan, plan_resume
+from mnistlab.train.runbook import RunBook
 from mnistlab.train.rundir import RunDir, new_run_name
-
-
-class TrainingInterrupted(MnistlabError):
-    """Ctrl-C during training: the state was saved; exit status 130 like any SIGINT."""
-
-    exit_code = 130
+from mnistlab.train.schedule import apply_tail
 
 
 class _HardInterrupt(KeyboardInterrupt):
@@ -77,21 +77,15 @@ class Callback:
     def on_train_end(self, trainer: Trainer, summary: dict[str, Any]) -> None: ...
 
 
-@dataclass
-class TrainResult:
-    run_dir: Path
-    summary: dict[str, Any]
-    config: TrainConfig
-    model: nn.Module = field(repr=False)
-
-
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        # Strict, as --help says: an operation with no deterministic implementation raises
+        # (a one-line error from Trainer.fit), never a warning lost in the output.
+        torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
 
 
@@ -108,43 +102,56 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-# What `--resume` needs beyond the weights; exports and conversions leave these out.
-_RESUME_KEYS = ("config", "optimizer", "rng", "epoch_stats", "epoch", "batch", "step", "best")
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, data: DigitData | None = None,
-                 resume: str | os.PathLike[str] | None = None,
+                 resume: str | os.PathLike[str] | ResumePlan | None = None,
                  callbacks: Sequence[Callback] = (), stream: TextIO | None = None,
-                 max_epochs: int | None = None) -> None:
+                 max_epochs: int | None = None, resume_epochs: int | None = None) -> None:
         """`max_epochs` stops this session early (e.g. to test resume); the schedule still
-        spans `config.epochs`."""
-        resume_state = None
-        if resume is not None:
-            resume_state = load_checkpoint(resume, prefer="last.pt")
-            if any(resume_state.get(k) is None for k in _RESUME_KEYS):
-                raise MnistlabError(f"{resume_state['path']}: holds no training state (an "
-                                    "inference-only export or conversion); it cannot be resumed")
-            config = TrainConfig.from_dict({**resume_state["config"],
-                                            "device": config.device, "threads": config.threads})
-        self.config = config
+        spans `config.epochs`. `resume_epochs`: with `resume`, extend the run to that many
+        epochs (see train.resume)."""
+        plan = (resume if isinstance(resume, ResumePlan) or resume is None
+                else plan_resume(resume, config, resume_epochs))
+        self.config = plan.config if plan is not None else config
         self.callbacks = list(callbacks)
         self.max_epochs = max_epochs
+        self._setup_runtime(stream)
+        self._setup_data(data)
+        self._setup_model(plan)
+        self._setup_batches()
+        self._setup_optimizer()
+        self._open_run(plan)
+
+    # ---- set-up, in order --------------------------------------------------------------
+    def _setup_runtime(self, stream: TextIO | None) -> None:
+        """Processes (DDP), device, threads, seeds and precision."""
+        config = self.config
         self.dist, self.device = distributed.setup(config.device)
         self.progress = Progress(stream or sys.stdout, enabled=self.dist.is_main)
         if config.threads:
             torch.set_num_threads(config.threads)
         seed_everything(config.seed, config.deterministic)
-        self.bf16 = use_bf16(config.bf16, self.device)
 
+    def _setup_data(self, data: DigitData | None) -> None:
+        """The data set, its train/validation/test splits and the training normaliser."""
+        config = self.config
+        if data is not None and data.name != config.dataset:
+            raise MnistlabError(f"the run trains on {config.dataset}, but the data given is "
+                                f"{data.name}")
         self.data = data or load_dataset(config.dataset, config.data_dir, config.download)
         self.train_split, self.val_split = self._splits()
         self.test_split = Split(self.data.test_images, self.data.test_labels)
         self.normalizer = Normalizer.fit(self.train_split.images)
 
+    def _setup_model(self, plan: ResumePlan | None = None) -> None:
+        """The model on its device, in channels-last where it has convolutions, DDP-wrapped."""
+        config = self.config
         self.model = create_model(config.model, **config.model_args).to(self.device)
-        self.channels_last = config.channels_last and any(
-            p.dim() == 4 for p in self.model.parameters())
+        # speed: bf16 and channels-last by measuring real steps, unless forced (train/precision.py)
+        self.bf16, self.channels_last = choose_for_run(
+            config, self.model, self.train_split.images, self.train_split.labels,
+            self.normalizer, self.device, self.dist, self.progress.print,
+            plan.state if plan is not None else None)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.net: nn.Module = self.model
@@ -152,6 +159,8 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
+    def _setup_batches(self) -> None:
+        config = self.config
         self.train_batches = Batcher(
             self.train_split, distributed.per_rank_batch(config.batch_size, self.dist),
             self.normalizer, shuffle=True, seed=config.seed,
@@ -162,24 +171,49 @@ class Trainer:
             Batcher(split, config.eval_batch_size, self.normalizer, device=self.device)
             for split in (self.val_split, self.test_split))
         self.steps_per_epoch = 1 if config.dry_run else len(self.train_batches)
-        self.optimizer = build_optimizer(self.model, config)
-        self.scheduler = build_scheduler(self.optimizer, config, self.steps_per_epoch)
+        self.outliers = setup_outliers(self)  # reject: non-digit negatives, or None
 
+    def _setup_optimizer(self) -> None:
+        """Optimizer, schedule and the counters a checkpoint restores."""
+        self.optimizer = build_optimizer(self.model, self.config)
+        self.scheduler = build_scheduler(self.optimizer, self.config, self.steps_per_epoch)
         self.epoch, self.batch, self.step = 0, 0, 0
-        self.best = {"val_acc": -1.0, "epoch": 0}
         # loss sum, correct, count; kept on the device so that a step never waits for a copy
         self.epoch_stats = torch.zeros(3, dtype=self._stats_dtype(), device=self.device)
         self.stop_requested = False  # set by the first Ctrl-C (see _sigint_deferred)
-        self.train_seconds = 0.0
-        if resume_state is not None:
-            self.run = RunDir.open(Path(resume_state["path"]).parent)
-            self._restore(resume_state)
-        else:
-            # Every rank uses rank 0's run name (a timestamp could differ); only rank 0 writes.
-            name = distributed.broadcast_object(config.name or new_run_name(config.model),
-                                                self.dist)
-            self.run = (RunDir.create(config.runs_dir, name) if self.dist.is_main
-                        else RunDir(Path(config.runs_dir) / name))
+        self.train_seconds = 0.0  # over every session of the run
+        self.wall_seconds_before = 0.0  # wall time of the sessions before this one
+        self.epoch_start: float | None = None  # when the epoch in progress started
+
+    def _open_run(self, plan: ResumePlan | None) -> None:
+        """The run directory: a new one, or the resumed run's with its state restored."""
+        config = self.config
+        if plan is not None:
+            self.run = RunDir.open(plan.run_dir)
+            self.book = RunBook(self.run, config, self.progress, self.data.name,
+                                is_main=self.dist.is_main)
+            self._restore(plan.state)
+            if plan.extended_from is not None:
+                self.progress.print(plan.extension_note())
+                if self.dist.is_main:
+                    plan.record_extension()
+            return
+        # Every rank uses rank 0's run name (a timestamp could differ); only rank 0 writes.
+        name = distributed.broadcast_object(
+            config.name or new_run_name(config.model, config.dataset), self.dist)
+        self.run = (RunDir.create(config.runs_dir, name) if self.dist.is_main
+                    else RunDir(Path(config.runs_dir) / name))
+        self.book = RunBook(self.run, config, self.progress, self.data.name,
+                            is_main=self.dist.is_main)
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """The best validation accuracy so far and its epoch (kept by the run's book)."""
+        return self.book.best
+
+    @best.setter
+    def best(self, value: dict[str, Any]) -> None:
+        self.book.best = value
 
     # ---- state -------------------------------------------------------------------------
     def _splits(self) -> tuple[Split, Split]:
@@ -200,7 +234,7 @@ class Trainer:
             "bf16": self.bf16,
             "epoch": self.epoch, "batch": self.batch, "step": self.step,
             "epoch_stats": self.epoch_stats.to("cpu", torch.float64, copy=True),
-            "train_seconds": self.train_seconds,
+            "train_seconds": self.train_seconds, "wall_seconds": self.wall_seconds(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "rng": rng_state(self.device),
@@ -219,6 +253,7 @@ class Trainer:
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
         self.epoch_stats = state["epoch_stats"].to(self.device, self._stats_dtype(), copy=True)
         self.train_seconds = state.get("train_seconds", 0.0)
+        self.wall_seconds_before = state.get("wall_seconds", self.train_seconds)
         self.best = dict(state["best"])
         set_rng_state(state["rng"], self.device)
         self.run.truncate_after(self.step)
@@ -231,15 +266,22 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.outliers is not None:  # reject: append this step's non-digits
+            x = self.outliers.extend(x, self.epoch, self.batch)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.bf16):
             logits = self.net(x)
+            if self.outliers is not None:  # reject: the digits' logits; the non-digits' loss
+                logits, outlier_loss = self.outliers.split_loss(logits, len(y))
             loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
+            if self.outliers is not None:  # reject
+                loss = loss + outlier_loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        in_tail = apply_tail(self.optimizer, self.config, self.step, self.steps_per_epoch)
         self.optimizer.step()
-        if self.scheduler is not None:
+        if self.scheduler is not None and not in_tail:
             self.scheduler.step()
         with torch.no_grad():  # accumulate on the device; read back once per epoch
             stats = self.epoch_stats
@@ -262,7 +304,7 @@ class Trainer:
         cfg, epoch = self.config, self.epoch
         self.model.train()
         start_batch, images_seen = self.batch, 0
-        start = time.perf_counter()
+        start = self.epoch_start = time.perf_counter()
         batches = self.train_batches.epoch(epoch, start=start_batch)
         for x, y in batches:
             loss = self.train_step(x, y)
@@ -289,6 +331,7 @@ class Trainer:
         synchronize(self.device)
         train_time = time.perf_counter() - start
         self.train_seconds += train_time
+        self.epoch_start = None
         stats = distributed.all_reduce_sum(self.epoch_stats.clone(), self.dist)
         loss_sum, correct, count = stats.tolist()
         row: dict[str, Any] = {"kind": "epoch", "epoch": epoch + 1, "step": self.step,
@@ -332,7 +375,7 @@ class Trainer:
         self._announce()
         for cb in self.callbacks:
             cb.on_train_start(self)
-        wall_start = time.perf_counter()
+        self.wall_start = time.perf_counter()
         stop_at = cfg.epochs if self.max_epochs is None else min(cfg.epochs, self.max_epochs)
         early_stop = False
         try:
@@ -347,6 +390,8 @@ class Trainer:
                 f"stopped at once at epoch {self.epoch + 1}, batch {self.batch}; "
                 f"{self.run.file('last.pt')} holds the end of epoch {self.epoch}") from None
         except KeyboardInterrupt:
+            if self.epoch_start is not None:  # the part of the epoch done counts too
+                self.train_seconds += time.perf_counter() - self.epoch_start
             path = self.save("last.pt")
             if self.dist.is_main:
                 self.run.flush_metrics()
@@ -354,109 +399,102 @@ class Trainer:
             raise TrainingInterrupted(
                 f"interrupted at epoch {self.epoch + 1}, batch {self.batch}: saved {path}; "
                 f"continue with: mnistlab train --resume {self.run.path}") from None
+        except RuntimeError as e:
+            if "deterministic" not in str(e):
+                raise
+            distributed.teardown(self.dist)
+            first = str(e).strip().splitlines()[0]
+            raise MnistlabError(f"--deterministic: {first[:200]}; train without "
+                                "--deterministic, or on another device") from None
         if self.epoch < cfg.epochs and not early_stop:  # paused by max_epochs
             distributed.teardown(self.dist)
             self.progress.print(f"paused after epoch {self.epoch}/{cfg.epochs}; continue with: "
                                 f"mnistlab train --resume {self.run.path}")
             return TrainResult(self.run.path, {}, cfg, self.model)
-        summary = self.finish(time.perf_counter() - wall_start)
+        summary = self.finish(self.wall_seconds())
         distributed.teardown(self.dist)
         return TrainResult(self.run.path, summary, cfg, self.model)
 
+    def wall_seconds(self) -> float:
+        """Wall time of the whole run: every session before this one, and this one so far."""
+        start = getattr(self, "wall_start", None)
+        return self.wall_seconds_before + (time.perf_counter() - start if start else 0.0)
+
     def _epoch_and_checkpoints(self) -> bool:
         """One epoch, its log line, best.pt and last.pt; True when early stopping says stop."""
-        cfg = self.config
         row = self.run_epoch()
-        self.run.log(row)
-        self.progress.print(format_epoch_line(row, cfg.epochs))
         # Rank 0 decides (BatchNorm buffers may differ slightly on other ranks), so that
         # every rank saves and stops early at the same epoch.
         score = distributed.broadcast_object(row.get("val_acc", row["train_acc"]), self.dist)
-        improved = score > self.best["val_acc"]
-        if improved:
-            self.best = {"val_acc": score, "epoch": self.epoch}
-        last = self.save("last.pt")
-        if improved and self.dist.is_main:
-            copy_file(last, self.run.file("best.pt"))  # the same state: serialise it once
-        if self.dist.is_main:
-            self.run.flush_metrics()
+        self.book.end_epoch(row, self.epoch, lambda: self.save("last.pt"), score)
         for cb in self.callbacks:
             cb.on_epoch_end(self, row)
-        # Epochs since the best one: derived from the checkpointed state, so it survives resume.
-        if cfg.patience and self.epoch - self.best["epoch"] >= cfg.patience:
-            self.progress.print(f"early stop: no better validation accuracy for "
-                                f"{cfg.patience} epoch(s)")
-            return True
-        return False
+        return self.book.early_stop(self.epoch)
 
     def finish(self, wall_seconds: float) -> dict[str, Any]:
         """Test the best checkpoint (chosen on validation, never on test) and write the summary."""
-        best_path = self.run.file("best.pt")
+        best_path = self.book.best_path
         if best_path.is_file() and self.best["epoch"] != self.epoch:
             load_weights(self.model, load_checkpoint(best_path)["state_dict"], str(best_path))
         test = self.evaluate(self.test_batches)
-        summary = {
-            "dataset": self.data.name, "model": self.config.model,
-            "model_kwargs": self.model.mnistlab_spec["kwargs"],
-            "parameters": count_params(self.model),
-            "test": test.to_dict(),
-            "test_accuracy": test.accuracy, "test_loss": test.loss,
-            "best_val_accuracy": self.best["val_acc"] if len(self.val_split) else None,
-            "best_epoch": self.best["epoch"], "epochs_run": self.epoch,
-            "steps": self.step,
-            "train_seconds": self.train_seconds, "wall_seconds": wall_seconds,
-            "images_per_s": self.step * self.train_batches.batch_size * self.dist.world_size
-            / max(self.train_seconds, 1e-9),
-            "device": str(self.device), "bf16": self.bf16, "world_size": self.dist.world_size,
-            "checkpoint": "best.pt",
-        }
-        if self.dist.is_main:
-            self.run.write_summary(summary)
+        if self.outliers is not None:  # reject: calibrate the not-a-digit gate on validation
+            self.outliers.calibrate(self)
+        summary = self.book.finish(
+            test, backend="torch", model_kwargs=self.model.mnistlab_spec["kwargs"],
+            parameters=count_params(self.model), epochs_run=self.epoch, steps=self.step,
+            images=self.step * self.train_batches.batch_size * self.dist.world_size,
+            train_seconds=self.train_seconds, wall_seconds=wall_seconds,
+            device=str(self.device), bf16=self.bf16, world_size=self.dist.world_size,
+            has_val=len(self.val_split) > 0)
+        if self.outliers is not None:  # reject: the gate's figures into summary/config.json
+            summary = self.outliers.record(self, summary)
         for cb in self.callbacks:
             cb.on_train_end(self, summary)
-        self.progress.print(format_final_line(test.accuracy, test.correct, test.total,
-                                              self.train_seconds, wall_seconds, self.run.path))
         return summary
 
     def _announce(self) -> None:
-        cfg = self.config
         if not self.dist.is_main:
             return
-        if self.epoch == 0 and self.batch == 0:
-            self.run.write_config(cfg.to_dict(), {
-                "resolved": {"device": str(self.device), "bf16": self.bf16,
-                             "channels_last": self.channels_last,
-                             "threads": torch.get_num_threads(),
-                             "world_size": self.dist.world_size,
-                             "normalizer": {"mean": self.normalizer.mean,
-                                            "std": self.normalizer.std},
-                             "train_size": len(self.train_split),
-                             "val_size": len(self.val_split),
-                             "test_size": len(self.test_split),
-                             "steps_per_epoch": self.steps_per_epoch},
-                "data_md5": self.data.md5s()})
-        p = self.progress
-        kwargs = self.model.mnistlab_spec["kwargs"]
-        p.print(summarize(self.model, title=f"model {cfg.model} {kwargs}"))
-        p.print(f"data {self.data.name}: train {len(self.train_split):,} / "
-                f"val {len(self.val_split):,} / test {len(self.test_split):,}; "
-                f"{self.steps_per_epoch} steps per epoch of {cfg.batch_size}")
-        p.print(f"device {self.device}, bf16 {'on' if self.bf16 else 'off'}, "
-                f"{torch.get_num_threads()} threads, {cfg.optimizer} lr {cfg.lr} "
-                f"{cfg.schedule}, {cfg.epochs} epochs -> {self.run.path}/")
+        cfg = self.config
+        resolved = {"backend": "torch", "device": str(self.device), "bf16": self.bf16,
+                    "channels_last": self.channels_last, "threads": torch.get_num_threads(),
+                    "world_size": self.dist.world_size,
+                    "normalizer": {"mean": self.normalizer.mean, "std": self.normalizer.std},
+                    "train_size": len(self.train_split), "val_size": len(self.val_split),
+                    "test_size": len(self.test_split), "steps_per_epoch": self.steps_per_epoch,
+                    "batch_size": cfg.batch_size}
+        title = f"model {cfg.model} {self.model.mnistlab_spec['kwargs']}"
+        self.book.start(resolved, self.data.md5s(), summarize(self.model, title=title),
+                        fresh=self.epoch == 0 and self.batch == 0)
         if self.epoch or self.batch:
-            p.print(f"resuming at epoch {self.epoch + 1}, batch {self.batch} (step {self.step})")
+            self.progress.print(f"resuming at epoch {self.epoch + 1}, batch {self.batch} "
+                                f"(step {self.step})")
 
 
 def train(config: TrainConfig, data: DigitData | None = None,
           resume: str | os.PathLike[str] | None = None, callbacks: Sequence[Callback] = (),
-          stream: TextIO | None = None, max_epochs: int | None = None) -> TrainResult:
-    """Train a model as `config` says and return the run's summary."""
-    if resume is not None and resolve_checkpoint_path(resume, "last.pt").suffix == ".npz":
+          stream: TextIO | None = None, max_epochs: int | None = None,
+          resume_epochs: int | None = None) -> TrainResult:
+    """Train a model as `config` says and return the run's summary. With `resume`, continue
+    that run with its own options (`config` gives only the device and threads), extended to
+    `resume_epochs` epochs if given (see train.resume)."""
+    if resume is not None and resolve_checkpoint_path(resume, "last.pt",
+                                                      last_ok=True).suffix == ".npz":
         raise MnistlabError(f"{resume}: NumPy-backend runs cannot be resumed (they keep no "
                             "optimizer state); start a new run")
+    if resume is not None:
+        plan = plan_resume(resume, config, resume_epochs)
+        if plan.finished:  # nothing to train: say so, and write nothing
+            progress = Progress(stream or sys.stdout, enabled=True)
+            progress.print(plan.finished_message())
+            model, _, _ = load_model(plan.run_dir)
+            return TrainResult(plan.run_dir, plan.summary(), plan.config, model)
+        resume = plan  # loaded once
     if config.backend == "numpy" and resume is None:
-        from mnistlab.scratch.integration import train_numpy
+        from mnistlab.train.numpy_backend import train_numpy
 
+        if callbacks:
+            raise MnistlabError("the numpy backend takes no training callbacks "
+                                "(e.g. --tensorboard)")
         return train_numpy(config, data=data, stream=stream)
     return Trainer(config, data, resume, callbacks, stream, max_epochs).fit()

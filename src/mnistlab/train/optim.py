@@ -29,8 +29,9 @@ def build_optimizer(params: list[nn.Parameter] | nn.Module,
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
                     steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Schedules step once per batch (onecycle, cosine) or once per epoch (step)."""
-    total = config.epochs * steps_per_epoch
+    """Schedules step once per batch (onecycle, cosine) or once per epoch (step). They span
+    `config.schedule_epochs` (set when a run was extended, see train.schedule), else all."""
+    total = (config.schedule_epochs or config.epochs) * steps_per_epoch
     if config.schedule == "onecycle":
         # OneCycleLR divides by zero when the warm-up is exactly one step (4 steps in all).
         pct_start = 0.25 if total * 0.25 != 1 else 0.3

@@ -36,8 +36,11 @@ def environment() -> dict[str, Any]:
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
 
 
-def new_run_name(model: str) -> str:
-    return f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+def new_run_name(model: str, dataset: str = "mnist") -> str:
+    """`<model>-<date>-<time>`, with the data set after the model unless it is MNIST (the
+    default stays implicit): `fast-20261124-140709`, `fast-fashion-mnist-20261124-140709`."""
+    parts = [model] if dataset == "mnist" else [model, dataset]
+    return "-".join([*parts, time.strftime("%Y%m%d-%H%M%S")])
 
 
 class RunDir:
