@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 
 import pytest
 import torch
@@ -482,3 +483,206 @@ def test_an_eval_function_that_returns_an_accuracy_is_checked_too():
 
     finding = run(model, eval_fn=accuracy).get("evaluated-in-training-mode")
     assert finding is not None and finding.evidence["kinds"] == ["Dropout"]
+
+
+# ---- an activation hidden under the final softmax / log_softmax ------------------------------
+class HiddenUnderLogSoftmax(nn.Module):
+    """A subclass with functional calls: `act` on the logits, then log_softmax."""
+
+    def __init__(self, act) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.act = nn.Linear(784, 64), nn.Linear(64, 10), act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.fc1(x.flatten(1)))
+        return F.log_softmax(self.act(self.fc2(x)), dim=1)
+
+
+def sequential_factory(*middle: nn.Module, last: nn.Module | None = None) -> nn.Sequential:
+    """A factory function building a Sequential, as tutorials write them."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10),
+                         *middle, last if last is not None else nn.LogSoftmax(dim=1))
+
+
+NON_NEGATIVE_UNDER_SOFTMAX = {
+    "class-relu": (lambda: HiddenUnderLogSoftmax(F.relu), "relu"),
+    "class-clamp": (lambda: HiddenUnderLogSoftmax(lambda z: z.clamp(min=0)), "clamp"),
+    "class-abs": (lambda: HiddenUnderLogSoftmax(torch.abs), "abs"),
+    "class-softplus": (lambda: HiddenUnderLogSoftmax(F.softplus), "softplus"),
+    "sequential-relu": (lambda: mlp(nn.ReLU(), nn.LogSoftmax(dim=1)), "relu"),
+    "sequential-relu-inplace": (lambda: mlp(nn.ReLU(inplace=True), nn.LogSoftmax(1)), "relu"),
+    "factory-softplus": (lambda: sequential_factory(nn.Softplus()), "softplus"),
+    "factory-relu-softmax-log": (
+        lambda: Functional(lambda z: torch.log(torch.softmax(torch.relu(z), 1))), "relu"),
+    "conv-relu": (lambda: SmallConv(lambda z: F.log_softmax(F.relu(z), 1)), "relu"),
+}
+
+
+@pytest.mark.parametrize("case", list(NON_NEGATIVE_UNDER_SOFTMAX))
+@pytest.mark.parametrize("loss", ["nll", nn.NLLLoss(), "cross_entropy"],
+                         ids=["nll", "NLLLoss", "cross_entropy"])
+def test_a_non_negative_activation_under_the_final_log_softmax_is_an_error(case, loss):
+    build, producer = NON_NEGATIVE_UNDER_SOFTMAX[case]
+    report = run(build(), loss_fn=loss)
+    finding = report.get("non-negative-before-softmax")
+    assert finding is not None and finding.severity == "error", report.format()
+    ev = finding.evidence
+    assert ev["input_min"] >= 0 and ev["fed_by"] == producer
+    assert ev["normalised_by"] in ("log_softmax(dim=1)", "softmax(dim=1)")
+    if producer in ("relu", "clamp"):
+        assert 0 < ev["clamped_fraction"] < 1  # the logits that get no gradient
+    assert "F.log_softmax(self.fc_out(x), dim=1)" in finding.fix
+    assert report.exit_code == 1
+
+
+@pytest.mark.parametrize(("build", "bounds"), [
+    (lambda: HiddenUnderLogSoftmax(torch.sigmoid), [0.0, 1.0]),
+    (lambda: sequential_factory(nn.Tanh()), [-1.0, 1.0]),
+    (lambda: sequential_factory(nn.Hardtanh(-2.0, 2.0)), [-2.0, 2.0]),
+    (lambda: mlp(nn.Sigmoid(), nn.Softmax(dim=1)), [0.0, 1.0]),
+], ids=["class-sigmoid", "factory-tanh", "factory-hardtanh", "sequential-sigmoid-softmax"])
+def test_a_bounded_activation_under_the_final_softmax_is_an_error(build, bounds):
+    report = run(build(), loss_fn="nll")
+    finding = report.get("squashed-before-softmax")
+    assert finding is not None and finding.severity == "error", report.format()
+    ev = finding.evidence
+    assert ev["bounds"] == bounds
+    width = bounds[1] - bounds[0]
+    top = math.exp(width) / (math.exp(width) + 9)
+    assert ev["highest_possible_probability"] == pytest.approx(top)
+    assert ev["best_possible_loss"] == pytest.approx(-math.log(top))
+
+
+@pytest.mark.parametrize("model", [
+    mlp(nn.LogSoftmax(dim=1)), sequential_factory(), HiddenUnderLogSoftmax(lambda z: z),
+    HiddenUnderLogSoftmax(F.leaky_relu), HiddenUnderLogSoftmax(F.elu),
+    SmallConv(lambda z: F.log_softmax(z, 1))],
+    ids=["sequential", "factory", "class", "leaky-relu", "elu", "conv"])
+def test_log_softmax_of_signed_logits_raises_nothing(model):
+    report = run(model, loss_fn="nll")
+    assert report.healthy, report.format()
+    assert report.measurements["output"]["normalised_by"] == "log_softmax(dim=1)"
+
+
+def test_a_zero_initialised_last_layer_under_log_softmax_is_not_judged():
+    model = sequential_factory(nn.ReLU())
+    nn.init.zeros_(model[3].weight)
+    nn.init.zeros_(model[3].bias)
+    assert run(model, loss_fn="nll").get("non-negative-before-softmax") is None
+
+
+def test_a_relu_on_the_output_without_softmax_keeps_its_own_finding():
+    report = run(mlp(nn.ReLU()))
+    assert "non-negative-output" in report.names
+    assert "non-negative-before-softmax" not in report.names
+
+
+# ---- randomness in eval mode ---------------------------------------------------------------
+class DropoutIgnoresEval(nn.Module):
+    """`F.dropout(x, p)`: training defaults to True, whatever model.eval() says."""
+
+    def __init__(self, call=lambda h: F.dropout(h, 0.5)) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.call = nn.Linear(784, 64), nn.Linear(64, 10), call
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.call(F.relu(self.fc1(x.flatten(1)))))
+
+
+class FunctionalDropoutLayer(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(x, 0.3)
+
+
+def dropout_factory() -> nn.Sequential:
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), FunctionalDropoutLayer(),
+                         nn.Linear(64, 10))
+
+
+class ConvDropout2d(SmallConv):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.dropout2d(torch.relu(self.conv(x)), 0.25).flatten(1))
+
+
+@pytest.mark.parametrize(("model", "where"), [
+    (DropoutIgnoresEval(), "dropout(p=0.5, training=True) in DropoutIgnoresEval"),
+    (DropoutIgnoresEval(lambda h: torch.dropout(h, 0.5, True)),
+     "dropout(p=0.5, training=True) in DropoutIgnoresEval"),
+    (dropout_factory(), "dropout(p=0.3, training=True) in 3 (FunctionalDropoutLayer)"),
+    (ConvDropout2d(), "dropout2d(p=0.25, training=True) in ConvDropout2d"),
+], ids=["class", "torch.dropout", "factory-sequential", "conv-dropout2d"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll"])
+def test_dropout_that_ignores_eval_mode_is_named_not_called_softmax_over_batch(model, where,
+                                                                                  loss):
+    if loss == "nll":
+        model = nn.Sequential(model, nn.LogSoftmax(dim=1))
+    report = run(model, loss_fn=loss)
+    finding = report.get("dropout-ignores-eval")
+    assert finding is not None and finding.severity == "error", report.format()
+    assert "softmax-over-batch" not in report.names
+    ev = finding.evidence
+    assert ev["change_between_two_eval_passes"] > 1e-2
+    assert ev["change_with_it_switched_off"] == 0  # dropout was all the randomness
+    call, module = where.split(" in ")
+    assert any(call in text and module in text for text in ev["random_calls_in_eval_mode"])
+    assert 0 < ev["predictions_changed"] <= 1
+    assert "training=self.training" in finding.fix
+
+
+@pytest.mark.parametrize("model", [
+    DropoutIgnoresEval(lambda h: h),
+    FunctionalDropout(),  # F.dropout(h, 0.3, self.training)
+    nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.5),
+                  nn.Linear(64, 10)),
+    nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.AlphaDropout(0.2),
+                  nn.Linear(64, 10))],
+    ids=["none", "functional-with-training-flag", "nn.Dropout", "nn.AlphaDropout"])
+def test_dropout_that_follows_eval_mode_raises_nothing(model):
+    report = run(model)
+    assert report.healthy, report.format()
+
+
+def test_noise_in_eval_mode_is_a_warning_and_batch_dependence_is_not_guessed():
+    class Noisy(Functional):
+        def __init__(self) -> None:
+            super().__init__(lambda z: z)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x + 0.5 * torch.randn_like(x))
+
+    report = run(Noisy())
+    finding = report.get("random-in-eval-mode")
+    assert finding is not None and finding.severity == "warning", report.format()
+    assert finding.evidence["random_calls_in_eval_mode"] == ["randn_like in Noisy"]
+    assert "softmax-over-batch" not in report.names
+
+
+def test_softmax_over_the_batch_and_eval_dropout_are_both_named():
+    model = nn.Sequential(DropoutIgnoresEval(), nn.Softmax(dim=0))
+    report = run(model)
+    assert {"softmax-over-batch", "dropout-ignores-eval"} <= set(report.names)
+    # With the dropout switched off the batch dependence is measured, not guessed.
+    assert report.get("softmax-over-batch").evidence["batch_dependence"] > 1e-3
+
+
+def test_eval_dropout_does_not_look_like_a_forgotten_model_eval():
+    model = DropoutIgnoresEval()
+    report = run(model, eval_fn=careful_eval)
+    assert "evaluated-in-training-mode" not in report.names
+    assert "dropout-ignores-eval" in report.names
+
+
+def test_a_trained_model_with_eval_dropout_reports_the_accuracies():
+    report = run(DropoutIgnoresEval(), trained=True)
+    ev = report.get("dropout-ignores-eval").evidence
+    assert {"accuracy_first_pass", "accuracy_second_pass", "accuracy_dropout_off"} <= set(ev)
+    assert "mode-dependent-layers" not in report.names
+
+
+def test_watching_randomness_leaves_no_hooks_behind():
+    from mnistlab.doctor.evalmode import eval_behaviour
+
+    model = dropout_factory()
+    eval_behaviour(model, digits(8)[0])
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert model.training  # its mode restored
