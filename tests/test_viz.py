@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -512,3 +513,22 @@ def test_an_unwritable_output_is_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(MnistlabError, match="cannot write"):
         save_figure(new_figure(1, 1), tmp_path / "file" / "out.png")
+
+
+# ---- help of the shared options --------------------------------------------------------
+@pytest.mark.parametrize("command", ["train", "eval", "predict", "export", "featuremaps",
+                                     "mistakes", "report", "data", "doctor", "plot",
+                                     "compare"])
+def test_help_shows_only_defaults_that_say_something(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines anywhere
+    for meaningless in ("(default: None)", "(default: [])", "(default: True)",
+                        "(default: False)"):
+        assert meaningless not in text, meaningless
+    assert not re.search(r"\(default:[^()]*\) \(default:", text)  # said twice
+    if "--no-download" in text:
+        assert "fail instead of downloading missing files (by default they are downloaded)" in text
+    if command == "train":
+        assert "(default: mnist, or the checkpoint's)" in text

@@ -11,6 +11,21 @@ from mnistlab.data.registry import DATASETS
 from mnistlab.device import DEVICE_CHOICES
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" only where X tells the reader something: not when the help
+    already says its default in words, nor for None (the recipe or the checkpoint decides),
+    empty lists, or the True/False of an on/off flag ("--no-download (default: True)" reads
+    as if downloads were off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        default = action.default
+        if ("default" in help_text or default is None or default is argparse.SUPPRESS
+                or isinstance(default, bool) or default in ([], ())):
+            return help_text
+        return super()._get_help_string(action)
+
+
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", metavar="DEVICE",
                         help=f"{' | '.join(DEVICE_CHOICES)} | cuda:N (default: auto = CUDA, "
@@ -25,7 +40,8 @@ def add_data(parser: argparse.ArgumentParser, dataset: bool = True) -> None:
                         help="folder with the IDX files (else $MNISTLAB_DATA, the user cache, "
                              "system folders, then a download)")
     parser.add_argument("--no-download", dest="download", action="store_false",
-                        help="fail instead of downloading missing files")
+                        help="fail instead of downloading missing files (by default they "
+                             "are downloaded)")
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
