@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from mnistlab.cli.common import add_data, add_device
+from mnistlab.cli.common import HelpFormatter, add_data, add_device
 from mnistlab.errors import MnistlabError
 from mnistlab.models import MODELS
 from mnistlab.train.config import OPTIMIZERS, RECIPES, SCHEDULES
@@ -27,7 +27,7 @@ def parse_model_arg(text: str) -> tuple[str, Any]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model (default: the fast CNN on MNIST)",
                        description="Train a model. Options left out come from --recipe.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.set_defaults(func=run)
     S = argparse.SUPPRESS  # None defaults: the recipe decides
     g = p.add_argument_group("what")
