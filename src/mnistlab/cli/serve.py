@@ -20,10 +20,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
-    p.add_argument("--max-body-mb", type=float, default=2.0, metavar="MB",
-                   help="largest request body accepted (default: 2)")
-    p.add_argument("--max-side", type=int, default=4096, metavar="PX",
-                   help="largest image width or height accepted (default: 4096)")
+    limits = p.add_argument_group("limits (docs/serve.md explains each)")
+    limits.add_argument("--max-body-mb", type=float, default=2.0, metavar="MB",
+                        help="largest request body accepted (default: 2)")
+    limits.add_argument("--max-side", type=int, default=4096, metavar="PX",
+                        help="largest image width or height accepted (default: 4096)")
+    limits.add_argument("--work-side", type=int, default=1024, metavar="PX",
+                        help="larger images are reduced to this many pixels a side before "
+                             "preprocessing (default: 1024)")
+    limits.add_argument("--max-decodes", type=int, default=2, metavar="N",
+                        help="images decoded and preprocessed at once (default: 2)")
+    limits.add_argument("--header-timeout", type=float, default=5.0, metavar="S",
+                        help="seconds a connection has to send a request's headers, from "
+                             "opening or from its previous answer (default: 5)")
+    limits.add_argument("--body-timeout", type=float, default=10.0, metavar="S",
+                        help="seconds to receive a request's body after its headers "
+                             "(default: 10)")
+    limits.add_argument("--max-connections", type=int, default=256, metavar="N",
+                        help="open connections; beyond it the longest-idle one is closed "
+                             "(default: 256)")
+    limits.add_argument("--max-requests", type=int, default=64, metavar="N",
+                        help="requests processed at once; beyond it a 503 (default: 64)")
+    limits.add_argument("--allowed-hosts", metavar="NAMES",
+                        help="comma-separated Host header names accepted, '*' for any "
+                             "(default: localhost,127.0.0.1,[::1] when bound to a loopback "
+                             "address, else any)")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="PyTorch threads for a forward pass (default: 1; measured in "
+                        "docs/serve.md: more threads buy nothing for one small image and "
+                        "collapse under CPU contention)")
     add_device(p)
 
 
@@ -36,33 +61,62 @@ def run(args: argparse.Namespace) -> int:
         raise MnistlabError(f"serving needs {', '.join(missing)}: pip install 'mnistlab[serve]'")
     if not 0 <= args.port <= 65535:
         raise MnistlabError(f"--port: must be in 0..65535, got {args.port}")
-    if args.max_body_mb <= 0 or args.max_side < 28:
-        raise MnistlabError("--max-body-mb must be positive and --max-side at least 28")
+    limits = _limits(args)
+    if args.threads < 1:
+        raise MnistlabError(f"--threads: must be at least 1, got {args.threads}")
 
-    import uvicorn
+    import torch
 
     from mnistlab.device import resolve_device
     from mnistlab.serve.app import create_app
-    from mnistlab.serve.limits import Limits
+    from mnistlab.serve.connections import uvicorn_server
     from mnistlab.serve.service import DigitModel
 
     _check_can_listen(args.host, args.port)
+    torch.set_num_threads(args.threads)
     service = DigitModel.load(args.checkpoint, resolve_device(args.device))
-    limits = Limits(max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_side=args.max_side)
     app = create_app(service, limits)
     info = service.info()
     accuracy = f", test accuracy {info['test_accuracy']:.2%}" if info["test_accuracy"] else ""
     print(f"mnistlab: serving {info['name']} ({info['parameters']:,} parameters{accuracy}) "
-          f"from {info['checkpoint']} on {info['device']}")
+          f"from {service.state['path']} on {info['device']}, {args.threads} thread"
+          f"{'s' if args.threads > 1 else ''}")
     if not _loopback(args.host):
         print(f"mnistlab: warning: bound to {args.host}: other machines can reach this server, "
               "which has no authentication", file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"mnistlab: open http://{host}:{args.port}/ to draw a digit (Ctrl+C stops)")
-    # limit_concurrency: beyond it uvicorn answers 503 at once rather than queueing forever.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                timeout_keep_alive=5, limit_concurrency=64)
+    print(f"mnistlab: open http://{host}:{args.port}/ to draw a digit (Ctrl+C stops)",
+          flush=True)
+    uvicorn_server(app, args.host, args.port, limits).run()
     return 0
+
+
+def _limits(args: argparse.Namespace):
+    from mnistlab.errors import MnistlabError
+    from mnistlab.serve.limits import LOOPBACK_HOSTS, Limits
+
+    checks = [("--max-body-mb", args.max_body_mb, 0.001), ("--max-side", args.max_side, 28),
+              ("--work-side", args.work_side, 28), ("--max-decodes", args.max_decodes, 1),
+              ("--header-timeout", args.header_timeout, 0.1),
+              ("--body-timeout", args.body_timeout, 0.1),
+              ("--max-connections", args.max_connections, 1),
+              ("--max-requests", args.max_requests, 1)]
+    for flag, value, least in checks:
+        if not value >= least:  # also refuses nan
+            raise MnistlabError(f"{flag}: must be at least {least:g}, got {value:g}")
+    if args.allowed_hosts is None:
+        hosts = LOOPBACK_HOSTS if _loopback(args.host) else None
+    elif args.allowed_hosts.strip() == "*":
+        hosts = None
+    else:
+        hosts = tuple(h.strip().lower() for h in args.allowed_hosts.split(",") if h.strip())
+        if not hosts:
+            raise MnistlabError("--allowed-hosts: give host names, or '*' for any")
+    return Limits(max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_side=args.max_side,
+                  work_side=args.work_side, max_decodes=args.max_decodes,
+                  body_timeout_s=args.body_timeout, header_timeout_s=args.header_timeout,
+                  max_connections=args.max_connections, max_requests=args.max_requests,
+                  allowed_hosts=hosts)
 
 
 def _loopback(host: str) -> bool:

@@ -25,18 +25,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mnistlab import __version__
 from mnistlab.serve.inputs import read_items, to_digit
-from mnistlab.serve.limits import ApiError, BodyLimitMiddleware, Limits
+from mnistlab.serve.limits import (
+    SECURITY_HEADERS,
+    ApiError,
+    BodyLimitMiddleware,
+    Limits,
+    error_body,
+)
 from mnistlab.serve.service import DigitModel
 
 log = logging.getLogger("mnistlab.serve")
 STATIC = resources.files("mnistlab.serve") / "static"
-# The page loads nothing from elsewhere; say so to the browser too.
-SECURITY_HEADERS = {
-    "content-security-policy": "default-src 'self'; img-src 'self' data:; "
-                               "style-src 'self'; script-src 'self'; frame-ancestors 'none'",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-}
 
 
 def create_app(service: DigitModel, limits: Limits | None = None) -> FastAPI:
@@ -59,12 +58,6 @@ def create_app(service: DigitModel, limits: Limits | None = None) -> FastAPI:
         log.exception("unexpected error")
         return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, status_code=500)
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        return response
-
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"), media_type="text/html")
@@ -75,9 +68,7 @@ def create_app(service: DigitModel, limits: Limits | None = None) -> FastAPI:
 
     @app.get("/model")
     async def model_info() -> dict[str, Any]:
-        return {**service.info(), "limits": {"max_body_bytes": limits.max_body_bytes,
-                                             "max_side": limits.max_side,
-                                             "max_batch": limits.max_batch}}
+        return {**service.info(), "limits": limits.describe()}
 
     @app.post("/predict")
     async def predict_one(request: Request) -> dict[str, Any]:
@@ -97,12 +88,79 @@ def create_app(service: DigitModel, limits: Limits | None = None) -> FastAPI:
 
     async def _digits(request: Request, batch: bool) -> np.ndarray:
         items = await read_items(request, batch, limits)
-        # Decoding and preprocessing are CPU work: off the event loop, in parallel.
-        digits = await run_in_threadpool(
-            lambda: [to_digit(field, item, limits) for field, item in items])
-        return np.stack(digits)
+
+        def decode() -> list[np.ndarray]:
+            # A bounded number at a time: a large picture costs tens of MB while decoded.
+            with limits.decode_slots:
+                return [to_digit(field, item, limits) for field, item in items]
+
+        # Decoding and preprocessing are CPU work: off the event loop, in threads.
+        return np.stack(await run_in_threadpool(decode))
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
-    # Outermost: the body cap applies before any route or parser sees a byte.
+    # Added last = outermost: headers and Host first, then the body cap (before any route or
+    # parser sees a byte), then the cap on requests being processed.
+    app.add_middleware(RequestLimitMiddleware, limits=limits)
     app.add_middleware(BodyLimitMiddleware, limits=limits)
+    app.add_middleware(GuardMiddleware, limits=limits)
     return app
+
+
+async def send_json(send, status: int, message: str, extra: tuple = ()) -> None:
+    body = error_body(message)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *extra]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class GuardMiddleware:
+    """Outermost: the security headers on every answer (refusals included), and the Host
+    header checked against the allow-list (a DNS-rebinding page sends its own name)."""
+
+    HEADERS = tuple((k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items())
+
+    def __init__(self, app, limits: Limits) -> None:
+        self.app, self.limits = app, limits
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                names = {k for k, _ in self.HEADERS}
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                message = {**message, "headers": [*headers, *self.HEADERS]}
+            await send(message)
+
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+        if not self.limits.host_allowed(host):
+            allowed = ", ".join(self.limits.allowed_hosts or ())
+            await send_json(send_with_headers, 400, f"Host header '{host[:100]}' is not "
+                            f"allowed (this server answers to: {allowed}; see --allowed-hosts)")
+            return
+        await self.app(scope, receive, send_with_headers)
+
+
+class RequestLimitMiddleware:
+    """At most `max_requests` requests processed at once (counted once their body is in, so
+    slow senders do not hold a place); beyond that a JSON 503 at once, not a queue."""
+
+    def __init__(self, app, limits: Limits) -> None:
+        self.app, self.limits, self.active = app, limits, 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.limits.max_requests:
+            await send_json(send, 503, f"server busy: {self.limits.max_requests} requests "
+                                       "in progress; retry shortly", ((b"retry-after", b"1"),))
+            return
+        self.active += 1  # one event loop: no lock needed
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1

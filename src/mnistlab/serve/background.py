@@ -21,6 +21,13 @@ from typing import IO
 from mnistlab.errors import MnistlabError
 
 
+class ServerUrl(str):
+    """The base URL, e.g. "http://127.0.0.1:41234", that also knows the server's process id
+    (tests read its memory from /proc/<pid>/status)."""
+
+    pid: int
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -30,7 +37,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 @contextlib.contextmanager
 def running_server(checkpoint: str | os.PathLike[str], *, host: str = "127.0.0.1",
                    port: int | None = None, device: str = "cpu", startup_s: float = 60.0,
-                   extra_args: tuple[str, ...] = ()) -> Iterator[str]:
+                   extra_args: tuple[str, ...] = ()) -> Iterator[ServerUrl]:
     """Yield the server's base URL, e.g. "http://127.0.0.1:41234"."""
     port = port or free_port(host)
     command = [sys.executable, "-m", "mnistlab", "serve", str(checkpoint), "--host", host,
@@ -38,7 +45,8 @@ def running_server(checkpoint: str | os.PathLike[str], *, host: str = "127.0.0.1
     # Output goes to a file, not a pipe: a pipe nobody reads could fill up and stall the server.
     with tempfile.TemporaryFile(mode="w+") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
-        url = f"http://{host}:{port}"
+        url = ServerUrl(f"http://{host}:{port}")
+        url.pid = process.pid
         try:
             _wait_until_up(process, url, startup_s, log)
             yield url
@@ -49,6 +57,7 @@ def running_server(checkpoint: str | os.PathLike[str], *, host: str = "127.0.0.1
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
 
 def _wait_until_up(process: subprocess.Popen, url: str, startup_s: float, log: IO[str]) -> None:
     deadline = time.monotonic() + startup_s
@@ -62,6 +71,8 @@ def _wait_until_up(process: subprocess.Popen, url: str, startup_s: float, log: I
             with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
                 if response.status == 200:
                     return
+        except urllib.error.HTTPError:  # it answered, e.g. 400 when our Host is not allowed
+            return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.1)
     raise MnistlabError(f"mnistlab serve did not answer {url}/healthz within {startup_s:g} s")

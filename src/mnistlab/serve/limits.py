@@ -1,10 +1,20 @@
-"""What the server accepts, and how it refuses the rest: a 4xx with a JSON message, never a 500
-or a hang.
+"""What the server accepts, and how it refuses the rest: a 4xx/5xx with a JSON message, never a
+plain-text page, a traceback or a hang.
 
-Defences, outermost first: a cap on the request body (checked against Content-Length and again
-while the bytes arrive, with a deadline so a slow client cannot hold a worker), a whitelist of
-content types and image formats, and a check of the image's dimensions read from its header
-*before* any pixel is decoded (so a small PNG that inflates to gigabytes is refused unread).
+Defences, outermost first (see docs/serve.md, "Limits"):
+
+- connections (mnistlab.serve.connections): a request's headers must arrive within
+  `header_timeout_s` of the connection opening or of its previous answer, trickled or not;
+  past `max_connections` the longest-waiting idle connection is closed to make room;
+- the Host header must be one of `allowed_hosts` (loopback names when bound to loopback), so a
+  DNS-rebinding page cannot use the API;
+- the request body is capped (Content-Length, and again while the bytes arrive) and must
+  arrive within `body_timeout_s`;
+- at most `max_requests` requests are processed at once; beyond that a 503 at once;
+- content types and image formats are whitelisted, and an image's dimensions are read from its
+  header *before* any pixel is decoded (a small PNG that inflates to gigabytes is refused
+  unread); images are decoded at most `max_decodes` at a time and reduced to `work_side` px
+  (JPEG: by the decoder itself) before any conversion to floating point.
 """
 
 from __future__ import annotations
@@ -12,23 +22,65 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from dataclasses import dataclass
+import math
+import threading
+from dataclasses import dataclass, field
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+# The page loads nothing from elsewhere; say so to the browser, on every answer.
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; "
+                               "style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg"}
 
 
 @dataclass(frozen=True)
 class Limits:
     max_body_bytes: int = 2 * 1024 * 1024  # whole request
-    max_side: int = 4096  # pixels, either dimension of an uploaded image
+    max_side: int = 4096  # pixels, either dimension of an uploaded image; larger is refused
+    work_side: int = 1024  # larger images are reduced to this before any float conversion
+    max_decodes: int = 2  # images decoded and preprocessed at once (each up to ~70 MB)
     max_batch: int = 64  # images in one /predict/batch request
     body_timeout_s: float = 10.0  # to receive the whole body once the headers are in
+    header_timeout_s: float = 5.0  # to receive a request's headers (also the keep-alive idle)
+    max_connections: int = 256  # open TCP connections; the longest-idle makes room
+    max_requests: int = 64  # requests being processed at once; beyond: 503 at once
+    allowed_hosts: tuple[str, ...] | None = None  # Host header names; None: any
+    # Shared by the server's threads: one per Limits object, i.e. per app.
+    decode_slots: threading.BoundedSemaphore = field(default=None, compare=False,  # type: ignore[assignment]
+                                                     repr=False)
+
+    def __post_init__(self) -> None:
+        if self.decode_slots is None:
+            object.__setattr__(self, "decode_slots", threading.BoundedSemaphore(self.max_decodes))
 
     @property
     def max_pixels(self) -> int:
         return self.max_side * self.max_side
+
+    def host_allowed(self, host: str | None) -> bool:
+        """Whether a Host header (with or without its port) names this server."""
+        if self.allowed_hosts is None:
+            return True
+        if not host:
+            return False
+        host = host.strip().lower()
+        name = host[: host.index("]") + 1] if host.startswith("[") and "]" in host else (
+            host.rsplit(":", 1)[0] if host.count(":") == 1 else host)
+        return any(name == allowed or (allowed == "localhost" and name.endswith(".localhost"))
+                   for allowed in self.allowed_hosts)
+
+    def describe(self) -> dict[str, object]:
+        return {"max_body_bytes": self.max_body_bytes, "max_side": self.max_side,
+                "work_side": self.work_side, "max_decodes": self.max_decodes,
+                "max_batch": self.max_batch, "body_timeout_s": self.body_timeout_s,
+                "header_timeout_s": self.header_timeout_s,
+                "max_connections": self.max_connections, "max_requests": self.max_requests}
 
 
 class ApiError(Exception):
@@ -62,15 +114,41 @@ def decode_image(data: bytes, limits: Limits, field: str = "image") -> Image.Ima
     if width == 0 or height == 0:
         raise ApiError(400, f"{field}: image has no pixels ({width}x{height})")
     try:
+        # A 4096x4096 picture holds far more than a 28x28 digit needs: reduce it before any
+        # conversion to floating point (which costs 8 bytes a pixel, several times over).
+        # JPEG decodes at 1/2, 1/4 or 1/8 scale directly; PNG is reduced right after decoding.
+        if image.format == "JPEG":
+            image.draft(None, (limits.work_side, limits.work_side))
         image.load()
+        factor = math.ceil(max(image.size) / limits.work_side)
+        if factor > 1:
+            image = reduced(image, factor)
         return ImageOps.exif_transpose(image) or image  # photos taken sideways
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ApiError(400, f"{field}: unreadable {image.format} image "
                             f"({str(e).strip() or type(e).__name__})") from None
 
 
+def reduced(image: Image.Image, factor: int) -> Image.Image:
+    """`image` shrunk by an integer factor, averaging boxes of pixels (no float copy)."""
+    if image.mode in ("1", "P", "I;16", "I;16B", "I;16L", "I;16N"):
+        # Modes Image.reduce does not take: palette to RGBA (keeps transparency), 16-bit to I.
+        image = image.convert("RGBA" if image.mode == "P" else "L" if image.mode == "1" else "I")
+    return image.reduce(factor)
+
+
 def error_body(message: str) -> bytes:
     return json.dumps({"error": message}).encode()
+
+
+def raw_json_response(status: int, message: str, reason: str) -> bytes:
+    """A complete HTTP/1.1 answer written straight to a socket (outside any ASGI app): JSON,
+    the security headers, and the connection closed after it."""
+    body = error_body(message)
+    lines = [f"HTTP/1.1 {status} {reason}", "content-type: application/json",
+             f"content-length: {len(body)}", "connection: close",
+             *(f"{k}: {v}" for k, v in SECURITY_HEADERS.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 class BodyLimitMiddleware:

@@ -76,7 +76,9 @@ class DigitModel:
             "parameters": count_params(self.model),
             "dataset": self.state.get("dataset", "mnist"),
             "classes": self.classes,
-            "checkpoint": self.state["path"],
+            # Names only: where the file lives on the server is nobody else's business.
+            "run": Path(self.state["path"]).parent.name,
+            "checkpoint": Path(self.state["path"]).name,
             "epoch": self.state.get("epoch"),
             "test_accuracy": summary.get("test_accuracy"),
             "device": str(self.device),
