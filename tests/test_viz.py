@@ -489,8 +489,14 @@ def test_tensorboard_logs_scalars_and_images(data, tmp_path):
     config = resolve_config(model="mlp", model_args={"hidden": "16"}, epochs=1, val_size=100,
                             runs_dir=str(tmp_path), name="tb", bf16="off", log_interval=3,
                             device="cpu")
-    train(config, data=data, callbacks=[TensorBoardCallback()], stream=io.StringIO())
-    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
+    stream = io.StringIO()
+    train(config, data=data, callbacks=[TensorBoardCallback()], stream=stream)
+    log_dir = tmp_path / "tb" / "tensorboard"
+    # the run says where the logs are and how to open them, before and after training
+    assert stream.getvalue().count(f"TensorBoard logs in {log_dir}; to watch them: "
+                                   f"tensorboard --logdir {log_dir} and open "
+                                   "http://localhost:6006\n") == 2
+    events = EventAccumulator(str(log_dir))
     events.Reload()
     tags = events.Tags()
     assert {"train/loss", "train/learning rate", "epoch/val accuracy",

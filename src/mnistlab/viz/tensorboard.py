@@ -30,6 +30,13 @@ def _summary_writer_class():
     return SummaryWriter
 
 
+def how_to_open(log_dir: Path) -> str:
+    """Where the logs are and the command that shows them (TensorBoard is a separate server
+    that reads the folder; it serves http://localhost:6006 by default)."""
+    return (f"TensorBoard logs in {log_dir}; to watch them: tensorboard --logdir {log_dir} "
+            "and open http://localhost:6006")
+
+
 class TensorBoardCallback(Callback):
     """Write TensorBoard event files for a training run. `log_dir` defaults to
     `RUN/tensorboard`; `every` to the run's `log_interval`."""
@@ -47,6 +54,7 @@ class TensorBoardCallback(Callback):
         self.log_dir = self.log_dir or trainer.run.path / "tensorboard"
         self.every = self.every or trainer.config.log_interval
         self.writer = self._writer_class(log_dir=str(self.log_dir))
+        trainer.progress.print(how_to_open(self.log_dir))
         images = trainer.train_split.images[:SAMPLE_IMAGES]
         self.writer.add_images("data/training samples", images.unsqueeze(1).float() / 255.0,
                                global_step=trainer.step, dataformats="NCHW")
@@ -78,3 +86,4 @@ class TensorBoardCallback(Callback):
         self.writer.add_scalar("test/loss", summary["test_loss"], trainer.step)
         self.writer.close()
         self.writer = None
+        trainer.progress.print(how_to_open(self.log_dir))  # the first one has scrolled away
