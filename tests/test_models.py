@@ -11,6 +11,13 @@ EXPECTED_PARAMS = {
     + (84 * 10 + 10),
     "pytorch-example": (32 * 9 + 32) + (64 * 32 * 9 + 64) + (9216 * 128 + 128) + (128 * 10 + 10),
     "mlp": (784 * 512 + 512) + (512 * 256 + 256) + (256 * 10 + 10),
+    # Unpadded convolutions with biases, in * k * k * out + out each: 3x3 kernels, except
+    # fullconv's last (2x2, on a 2x2 map). The tutorial these come from quotes 66,690 and
+    # 75,280; the layer lists as given count these (README).
+    "convnet-s2-small": (1 * 9 * 10 + 10) + (10 * 9 * 20 + 20) + (20 * 9 * 40 + 40)
+    + (40 * 9 * 80 + 80) + (80 * 9 * 40 + 40) + (40 * 2 * 2 * 48 + 48) + (48 * 10 + 10),
+    "fullconv": (1 * 9 * 6 + 6) + (6 * 9 * 12 + 12) + (12 * 9 * 24 + 24) + (24 * 9 * 48 + 48)
+    + (48 * 9 * 96 + 96) + (96 * 4 * 48 + 48) + (48 * 10 + 10),
 }
 
 
@@ -27,6 +34,25 @@ def test_every_model_maps_images_to_ten_logits(name):
 @pytest.mark.parametrize("name", list(EXPECTED_PARAMS))
 def test_parameter_counts(name):
     assert count_params(create_model(name)) == EXPECTED_PARAMS[name]
+
+
+def test_the_readme_parameter_counts_are_the_hand_counts():
+    # the figures the README's zoo table prints, against the arithmetic above
+    assert EXPECTED_PARAMS["convnet-s2-small"] == 75_098
+    assert EXPECTED_PARAMS["fullconv"] == 74_290
+
+
+@pytest.mark.parametrize("name, kernels, flat", [
+    ("convnet-s2-small", [3, 3, 3, 3, 3], (40, 2, 2)),
+    ("fullconv", [3, 3, 3, 3, 3, 2], (48, 1, 1)),
+])
+def test_the_layers_are_those_counted_by_hand(name, kernels, flat):
+    model = create_model(name)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.kernel_size for c in convs] == [(k, k) for k in kernels]
+    assert all(c.bias is not None and c.padding == (0, 0) for c in convs)
+    last = [layer for layer in describe(model) if layer.kind == "Conv2d"][-1]
+    assert last.output_shape == flat  # what the first Linear layer is counted on
 
 
 def test_mlp_hidden_sizes_and_spec():
