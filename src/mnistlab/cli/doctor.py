@@ -18,8 +18,11 @@ exit status: 1 when an error is found, 0 otherwise."""
 
 def register(sub: argparse._SubParsersAction) -> None:
     from mnistlab.cli.train import parse_model_arg
-    from mnistlab.doctor.losses import LOSS_NAMES
     from mnistlab.train.config import OPTIMIZERS, SCHEDULES, TrainConfig
+
+    # = mnistlab.doctor.losses.LOSS_NAMES, spelled out: that module imports torch, which
+    # `mnistlab --help` must not (speed; tests/test_speed.py checks the two agree)
+    LOSS_NAMES = ("cross_entropy", "nll", "mse")
 
     train_defaults = TrainConfig()
 
