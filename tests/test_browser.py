@@ -113,6 +113,8 @@ def bars(page) -> list[float]:
             for li in page.locator("#bars li").all()]
 
 
+@pytest.mark.slow
+@pytest.mark.real_data  # mnist_run trains on real MNIST
 def test_draw_one_and_seven(page, tmp_path):
     draw(page, ONE)
     assert answer(page) == 1
@@ -132,6 +134,8 @@ def test_draw_one_and_seven(page, tmp_path):
     save_screenshot(page, tmp_path / "draw.png")
 
 
+@pytest.mark.slow
+@pytest.mark.real_data  # mnist_run trains on real MNIST
 def test_bars_update_while_drawing(page):
     """Requests go out during a stroke (throttled), not only when the pen lifts."""
     box = page.locator("#pad").bounding_box()
@@ -150,6 +154,8 @@ def test_bars_update_while_drawing(page):
     assert len(requests) < 41  # throttled: far fewer requests than pointer moves
 
 
+@pytest.mark.slow
+@pytest.mark.real_data  # mnist_run trains on real MNIST
 def test_draw_with_touch(page):
     """Pointer events cover fingers too: a touch stroke through the DevTools protocol."""
     box = page.locator("#pad").bounding_box()

@@ -118,6 +118,8 @@ def wrapped_model(path):
     return PixelsToLogits(model, normalizer)
 
 
+@pytest.mark.slow  # trains LeNet-5 for an epoch on real MNIST first
+@pytest.mark.real_data
 def test_parity_on_real_mnist_test_images(onnx_ready, real_mnist, tmp_path, capsys):
     """The issue's check, as specified: 1,000 real test images, same class everywhere,
     max |logit difference| <= 1e-4 (weights from a short real training run)."""
