@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -242,6 +243,32 @@ def dilate(mask: np.ndarray, size: int = 3) -> np.ndarray:
     return max_filter(mask.astype(np.float32), size) > 0.5
 
 
+def ink_up_local(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The picture with the ink bright, and its local background.
+
+    Which side the ink is on: the light may drift across a photo more than the ink stands
+    out, and the ink may be a tiny share of it, so the picture is first flattened by a
+    plane fitted to its border (where the paper is), then the darkest and the brightest few
+    pixels (1 in 20,000, at least 10) are compared with the paper: the ink is the side that
+    lies farther from it."""
+    h, w = gray.shape
+    d = max(1, min(h, w) // 50)
+    ring = np.zeros((h, w), bool)
+    ring[:d], ring[-d:], ring[:, :d], ring[:, -d:] = True, True, True, True
+    yy, xx = np.nonzero(ring)
+    design = np.stack([np.ones(len(yy)), xx / w, yy / h], axis=1)
+    coef = np.linalg.lstsq(design, gray[yy, xx].astype(np.float64), rcond=None)[0]
+    rows = np.arange(h, dtype=np.float64)[:, None] / h
+    cols = np.arange(w, dtype=np.float64)[None, :] / w
+    flat = (gray - (coef[0] + coef[1] * cols + coef[2] * rows)).ravel()
+    level = float(np.median(flat[ring.ravel()]))
+    k = max(10, flat.size // 20000)
+    darkest = float(np.partition(flat, k)[:k].mean())
+    brightest = float(np.partition(flat, flat.size - k)[-k:].mean())
+    v = 1.0 - gray if level - darkest > brightest - level else gray
+    return v, background(v)
+
+
 def background(v: np.ndarray) -> np.ndarray:
     """The paper's level under bright ink, estimated locally: the 25th percentile of each cell
     of a coarse grid (about 24 cells across the shorter side), then a grey opening of the grid
@@ -261,29 +288,38 @@ def background(v: np.ndarray) -> np.ndarray:
     return np.asarray(full, dtype=np.float32)[:h, :w]
 
 
-def remove_lines(mask: np.ndarray) -> np.ndarray:
-    """Drop ruled (and, on the transposed mask, squared) paper lines: thin bands of rows in
-    which one run of ink crosses at least 70% of the picture. Pixels where a stroke crosses the
-    line (ink just above and just below the band) are kept, so the digit is not cut."""
+def remove_lines(mask: np.ndarray, strength: np.ndarray, level: float) -> np.ndarray:
+    """Drop ruled (and, on the transposed arrays, squared) paper lines. In each of 4 vertical
+    strips (so that a line may slant a little), a row is part of a line when one unbroken
+    run of ink-like pixels (strength above `level`) crosses 90% of the strip: digits leave
+    gaps between them, a printed line does not. Only thin bands of such rows are lines; where
+    a stroke crosses a line (ink just above and just below the band) the pixels are kept, so
+    the digit is not cut."""
     h, w = mask.shape
     if min(h, w) < 48:  # a small picture is a drawing or a crop, not a ruled sheet
         return mask
-    rows, starts, ends = runs(mask)
-    longest = np.zeros(h, np.int64)
-    np.maximum.at(longest, rows, ends - starts)
-    line = longest >= 0.7 * w
-    if not line.any():
-        return mask
     out = mask.copy()
     thick = max(3, round(h / 80))
-    edges = np.diff(np.concatenate([[0], line.astype(np.int8), [0]]))
-    for r0, r1 in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0], strict=True):
-        if r1 - r0 > thick:
-            continue  # a thick band is a stroke (the bar of a large 7), not a printed line
-        above = mask[r0 - 1] if r0 > 0 else np.zeros(w, bool)
-        below = mask[r1] if r1 < h else np.zeros(w, bool)
-        crossing = dilate((above & dilate(below[None], 3)[0])[None], 3)[0]
-        out[r0:r1] &= crossing[None, :]
+    strips = 4 if w >= 160 else 1
+    bounds = np.linspace(0, w, strips + 1).astype(int)
+    for c0, c1 in pairwise(bounds):
+        rows, starts, ends = runs(strength[:, c0:c1] > level)
+        longest = np.zeros(h, np.int64)
+        np.maximum.at(longest, rows, ends - starts)
+        line = longest >= 0.9 * (c1 - c0)
+        if not line.any():
+            continue
+        edges = np.diff(np.concatenate([[0], line.astype(np.int8), [0]]))
+        for r0, r1 in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0], strict=True):
+            if r1 - r0 > thick:
+                continue  # a thick band is a stroke or a shadow, not a printed line
+            # Stroke pixels just beyond the band (the band may be a pixel wider in the mask).
+            above = mask[max(r0 - 2, 0), c0:c1] if r0 > 1 else np.zeros(c1 - c0, bool)
+            below = mask[min(r1 + 1, h - 1), c0:c1] if r1 < h - 1 else np.zeros(c1 - c0, bool)
+            crossing = dilate((dilate(above[None], 3)[0] & dilate(below[None], 3)[0])[None],
+                              3)[0]
+            lo, hi = max(r0 - 1, 0), min(r1 + 1, h)
+            out[lo:hi, c0:c1] &= crossing[None, :]
     return out
 
 
@@ -310,24 +346,24 @@ def analyse(image: Image.Image) -> Ink:
         size = (max(MIN_SIDE, round(w * scale)), max(MIN_SIDE, round(h * scale)))
         gray = np.asarray(Image.fromarray(gray, mode="F").resize(size, Image.Resampling.BOX),
                           dtype=np.float32)
-    v = ink_up(gray)
-    bg = background(v)
+    v, bg = ink_up_local(gray)
     # Ink relative to the paper: for dark ink on paper this is 1 - pixel / paper, so a shadow
     # that dims paper and ink alike leaves it unchanged.
     strength = np.clip((v - bg) / np.maximum(1.0 - bg, 0.05), 0.0, 1.0)
     if float(strength.max()) < MIN_CONTRAST:
         raise MnistlabError("empty image: no ink found")
-    threshold = otsu(strength)
-    paper = strength[strength < threshold]
-    centre = float(np.median(paper)) if paper.size else 0.0
-    sigma = 1.4826 * float(np.median(np.abs(paper - centre))) if paper.size else 0.0
+    # The paper's noise, robustly over the whole picture (ink covers well under half of
+    # it); Otsu alone would split the noise itself when the digit is a speck in a big photo.
+    centre = float(np.median(strength))
+    sigma = 1.4826 * float(np.median(np.abs(strength - centre)))
     floor = centre + 3.0 * sigma
-    threshold = max(threshold, centre + 5.0 * sigma, MIN_CONTRAST)
+    threshold = max(otsu(strength), centre + 5.0 * sigma, MIN_CONTRAST)
     mask = strength > threshold
     if not mask.any():
         raise MnistlabError("empty image: no ink found")
-    mask = remove_lines(mask)
-    mask = remove_lines(mask.T).T
+    level = max(floor, 0.5 * MIN_CONTRAST)
+    mask = remove_lines(mask, strength, level)
+    mask = remove_lines(mask.T, strength.T, level).T
     pieces = label(mask)
     if len(pieces) == 0:
         raise MnistlabError("empty image: no ink found")

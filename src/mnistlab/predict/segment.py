@@ -24,7 +24,7 @@ from PIL import Image
 from mnistlab.predict.preprocess import Ink, analyse, frame, original_box, soft_ink
 
 DIGIT_ASPECT = 0.75  # a wide handwritten digit (0, 2, 4) is about 3/4 as wide as tall
-SPLIT_ASPECT = 1.05  # a group wider than this times its height holds more than one digit
+SPLIT_ASPECT = 1.3  # a group wider than this times its height holds more than one digit
 SMALL = 0.35  # groups smaller than this share of the tallest digit are stray marks
 
 
@@ -58,6 +58,20 @@ def group_pieces(ink: Ink) -> list[np.ndarray]:
     return [np.array(g) for g in groups]
 
 
+def count_digits(width: int, height: float, widths: np.ndarray) -> int:
+    """How many touching digits a group of this size holds. With other digits beside it,
+    their typical width is the yardstick (wider than 1.6 of them: several); alone, its
+    aspect ratio is (wider than SPLIT_ASPECT times its height: several)."""
+    if len(widths) >= 3:
+        typical = max(float(np.median(widths)), 0.45 * height)
+        if width > 1.6 * typical and width > 0.9 * height:
+            return max(2, round(width / typical))
+        return 1
+    if width > SPLIT_ASPECT * height:
+        return max(2, round(width / (DIGIT_ASPECT * height)))
+    return 1
+
+
 def split_points(profile: np.ndarray, parts: int) -> list[int]:
     """Columns where to cut a run of `parts` touching digits: the least ink within a third of
     a digit's width of each evenly spaced cut."""
@@ -82,17 +96,17 @@ def segment_digits(image: Image.Image) -> list[DigitCrop]:
     groups = group_pieces(ink)
     boxes = [(p.x0[g].min(), p.y0[g].min(), p.x1[g].max(), p.y1[g].max()) for g in groups]
     tallest = max(y1 - y0 for _, y0, _, y1 in boxes)
+    kept = [(g, b) for g, b in zip(groups, boxes, strict=True)
+            if not (b[3] - b[1] < SMALL * tallest and b[2] - b[0] < SMALL * tallest)]
+    widths = np.array([b[2] - b[0] for _, b in kept])
     crops: list[tuple[int, DigitCrop]] = []
-    for g, (x0, y0, x1, y1) in zip(groups, boxes, strict=True):
+    for g, (x0, y0, x1, y1) in kept:
         h, w = y1 - y0, x1 - x0
-        if h < SMALL * tallest and w < SMALL * tallest:
-            continue
         member = np.zeros(len(p), bool)
         member[g] = True
         soft = soft_ink(ink, member)
         region = soft[y0:y1, x0:x1]
-        height = max(h, 0.6 * tallest)  # a lone short piece is judged by its neighbours
-        parts = round(w / (DIGIT_ASPECT * height)) if w > SPLIT_ASPECT * height else 1
+        parts = count_digits(w, max(h, 0.8 * tallest), widths)
         cuts = [0, *split_points(region.sum(0), parts), w] if parts > 1 else [0, w]
         for c0, c1 in pairwise(cuts):
             piece = np.zeros_like(soft)
