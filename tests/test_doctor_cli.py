@@ -43,21 +43,31 @@ def test_every_zoo_model_passes_clean_with_its_training_defaults(name):
 
 
 # ---- the pitfall examples ------------------------------------------------------------------
-@pytest.mark.parametrize(("spec", "options", "expected"), [
-    ("relu_output.py:Net", {"lr": 0.1}, "non-negative-output"),
-    ("softmax_dim0.py:Net", {}, "softmax-over-batch"),
-    ("randn_init.py:Net", {}, "initial-loss-too-high"),
-    ("full_batch.py:Net", {"batch_size": 60000, "epochs": 10}, "too-few-updates"),
+@pytest.mark.parametrize(("spec", "fixed", "options", "expected"), [
+    ("relu_output.py:Net", "relu_output.py:FixedNet", {"lr": 0.1}, "non-negative-output"),
+    ("softmax_dim0.py:Net", "softmax_dim0.py:FixedNet", {}, "softmax-over-batch"),
+    ("randn_init.py:Net", "randn_init.py:FixedNet", {}, "initial-loss-too-high"),
+    ("full_batch.py:Net", None, {"batch_size": 60000, "epochs": 10}, "too-few-updates"),
+    ("relu_log_softmax.py:Net", "relu_log_softmax.py:FixedNet", {"lr": 0.1, "loss_fn": "nll"},
+     "non-negative-before-softmax"),
+    ("relu_log_softmax.py:sequential_net", "relu_log_softmax.py:FixedNet",
+     {"lr": 0.1, "loss_fn": "nll"}, "non-negative-before-softmax"),
+    ("relu_log_softmax.py:SigmoidNet", "relu_log_softmax.py:FixedNet",
+     {"lr": 0.1, "loss_fn": "nll"}, "squashed-before-softmax"),
+    ("dropout_eval.py:Net", "dropout_eval.py:FixedNet", {}, "dropout-ignores-eval"),
+    ("dropout_eval.py:ConvNet", "dropout_eval.py:FixedConvNet", {"lr": 0.05},
+     "dropout-ignores-eval"),
 ])
-def test_each_pitfall_is_diagnosed_and_its_fix_is_clean(spec, options, expected):
+def test_each_pitfall_is_diagnosed_and_its_fix_is_clean(spec, fixed, options, expected):
     options = {"lr": 0.01, **options}
     report = examine(load_user_model(str(PITFALLS / spec)), batches=batches(), train_size=60000,
                      **options)
     finding = report.get(expected)
     assert finding is not None and finding.severity == "error", report.format()
     assert report.exit_code == 1
-    fixed = spec.replace(":Net", ":FixedNet") if "full_batch" not in spec else spec
-    if "full_batch" in spec:
+    assert "softmax-over-batch" not in report.names or expected == "softmax-over-batch"
+    if fixed is None:  # full_batch.py: the same model, trained with batches of 128
+        fixed = spec
         options.update(batch_size=128, epochs=1)
     clean = examine(load_user_model(str(PITFALLS / fixed)), batches=batches(), train_size=60000,
                     **options)

@@ -58,8 +58,13 @@ def fit(model: torch.nn.Module, *, lr: float, batch_size: int = 64, epochs: int 
             loss.backward()
             opt.step()
         print(f"{label} epoch {epoch + 1}/{epochs}: last batch loss {loss.item():.4f}")
-    model.eval()
-    with torch.no_grad():
-        accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
+    accuracy = test_accuracy(model, x_test, y_test)
     print(f"{label}: test accuracy {accuracy:.2%} ({time.perf_counter() - start:.1f} s)")
     return accuracy
+
+
+def test_accuracy(model: torch.nn.Module, x_test: torch.Tensor, y_test: torch.Tensor) -> float:
+    """Accuracy in eval mode, as every evaluation should be run."""
+    model.eval()
+    with torch.no_grad():
+        return (model(x_test).argmax(1) == y_test).float().mean().item()
