@@ -19,21 +19,34 @@ EXPLANATION = (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="classify your own digit images or photos",
                        description="Classify image files (PNG, JPEG, ...; or folders of them). "
-                                   "Each image is brought into MNIST form first: grayscale, "
-                                   "inverted if the background is light, cropped to the ink, "
-                                   "longer side scaled to 20 px, centred by centre of mass in "
-                                   "28x28.")
+                                   "Each image is brought into MNIST form first: the paper's "
+                                   "brightness estimated locally and removed, the ink "
+                                   "thresholded, ruled lines and specks dropped, the digit's "
+                                   "connected ink cropped, longer side scaled to 20 px, "
+                                   "centred by centre of mass in 28x28. Pictures that do not "
+                                   "look like a digit are answered 'not a digit'. With "
+                                   "--number, every digit in the picture is read, left to "
+                                   "right.")
     p.set_defaults(func=run)
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN",
-                   help="a checkpoint file or a run directory (its best.pt)")
+                   help="a checkpoint file or a run directory (its best.pt; see --last)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
+    p.add_argument("--number", action="store_true",
+                   help="read a whole number: every digit in the picture, left to right")
     p.add_argument("--top-k", type=int, default=3, help="how many classes to list (default 3)")
     p.add_argument("--explain", action="store_true",
                    help="show the raw logits next to the probabilities, and how to read them")
     p.add_argument("--save-preprocessed", metavar="DIR", default=None,
-                   help="write the 28x28 image the network saw, as PNG, into DIR")
+                   help="write the 28x28 image the network saw, as PNG, into DIR; with "
+                        "--number, the picture with the digits' boxes drawn and each digit's "
+                        "28x28 image")
     p.add_argument("--no-denoise", dest="denoise", action="store_false",
-                   help="keep faint background texture instead of clearing it to black")
+                   help="keep faint background texture inside the digit's box instead of "
+                        "only the digit's own ink")
+    p.add_argument("--last", action="store_true",
+                   help="use the run's last.pt (the latest weights) rather than best.pt (the "
+                        "best on validation); needed for a run stopped before its first "
+                        "epoch ended")
     add_device(p)
     add_json(p)
 
@@ -57,29 +70,40 @@ def expand(paths: list[str]) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    from PIL import Image
 
-    from mnistlab.atomic import write_with
-    from mnistlab.checkpoint import load_model
+    from mnistlab.checkpoint import checkpoint_note, load_model
     from mnistlab.device import resolve_device
     from mnistlab.errors import MnistlabError
-    from mnistlab.predict import load_image, predict, to_mnist
+    from mnistlab.predict import load_image, predict, prepare, segment_digits
+    from mnistlab.predict.predict import number_to_dict
+    from mnistlab.predict.reject import DigitGate
 
     if args.top_k < 1:
         raise MnistlabError(f"--top-k must be at least 1, got {args.top_k}")
-    device = resolve_device(args.device)
-    model, normalizer, state = load_model(args.checkpoint, device)
-    classes = list(state.get("classes") or [str(i) for i in range(10)])
+    if args.number and not args.denoise:
+        raise MnistlabError("--no-denoise does not apply to --number (each digit is cut from "
+                            "its own ink)")
     files = expand(args.images)
     if not files:
         raise MnistlabError(f"no image files in {', '.join(args.images)}")
+    device = resolve_device(args.device)
+    model, normalizer, state = load_model(args.checkpoint, device,
+                                          prefer="last.pt" if args.last else "best.pt",
+                                          last_ok=args.last)
+    note = checkpoint_note(state)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    gate = DigitGate.from_state(state)
+    classes = list(state.get("classes") or [str(i) for i in range(10)])
 
     good: list[Path] = []
-    arrays: list[np.ndarray] = []
+    items: list = []  # per good file: a Prepared, or a list of DigitCrop (--number)
     failures: list[str] = []
     for path in files:
         try:
-            arrays.append(to_mnist(load_image(path), denoise=args.denoise))
+            image = load_image(path)
+            items.append(segment_digits(image) if args.number
+                         else prepare(image, denoise=args.denoise))
         except MnistlabError as e:
             message = str(e)
             failures.append(message if message.startswith(str(path)) else f"{path}: {message}")
@@ -90,38 +114,89 @@ def run(args: argparse.Namespace) -> int:
     if not good:
         return 2
 
-    predictions = predict(model, normalizer, np.stack(arrays), device, args.top_k)
-    if args.save_preprocessed:
-        out = Path(args.save_preprocessed)
-        used: set[str] = set()
-        for path, array in zip(good, arrays, strict=True):
-            name = path.stem if path.stem not in used else f"{path.stem}-{len(used)}"
-            used.add(name)
-            target = out / f"{name}.png"
-            image = Image.fromarray(array, mode="L")
-            write_with(target, lambda f, image=image: image.save(f, format="PNG"))
-
-    if args.json:
-        print_json({"checkpoint": state["path"], "dataset": state.get("dataset"),
-                    "predictions": [{"file": str(path), **p.to_dict(classes)}
-                                    for path, p in zip(good, predictions, strict=True)],
-                    "errors": failures})
+    if args.number:
+        arrays = [c.array for crops in items for c in crops]
+        flat = (predict(model, normalizer, np.stack(arrays), device, args.top_k, gate=gate)
+                if arrays else [])
+        results, start = [], 0
+        for crops in items:
+            results.append(flat[start : start + len(crops)])
+            start += len(crops)
     else:
-        for path, p in zip(good, predictions, strict=True):
-            print(format_prediction(path, p, classes, args.explain))
+        results = predict(model, normalizer, np.stack([p.array for p in items]), device,
+                          args.top_k, gate=gate, problems=[p.problems for p in items])
+    if args.save_preprocessed:
+        save_preprocessed(Path(args.save_preprocessed), good, items, results, args.number)
+
+    gate_info = {"calibrated": gate.calibrated, "description": gate.describe()}
+    if args.json:
+        if args.number:
+            entries = [{"file": str(path), **number_to_dict(crops, preds, classes)}
+                       for path, crops, preds in zip(good, items, results, strict=True)]
+        else:
+            entries = [{"file": str(path), **p.to_dict(classes)}
+                       for path, p in zip(good, results, strict=True)]
+        print_json({"checkpoint": state["path"], "dataset": state.get("dataset"),
+                    "digit_gate": gate_info, "predictions": entries, "errors": failures})
+    else:
+        for path, result in zip(good, results, strict=True):
+            if args.number:
+                print(format_number(path, result, classes))
+            else:
+                print(format_prediction(path, result, classes, args.explain))
         if args.explain:
             print("\n" + textwrap.fill(EXPLANATION, width=100))
+            print(gate.describe())
         if args.save_preprocessed:
-            print(f"wrote {len(good)} preprocessed image(s) to {args.save_preprocessed}")
+            print(f"wrote the preprocessed images of {len(good)} picture(s) to "
+                  f"{args.save_preprocessed}")
     return 2 if failures else 0
 
 
+def save_preprocessed(out: Path, files: list[Path], items: list, results: list,
+                      number: bool) -> None:
+    """Each 28x28 image the network saw; with --number also the picture with boxes drawn."""
+    from PIL import Image
+
+    from mnistlab.atomic import write_with
+    from mnistlab.predict.segment import draw_boxes
+
+    def write(image: Image.Image, name: str) -> None:
+        write_with(out / name, lambda f: image.save(f, format="PNG"))
+
+    used: set[str] = set()
+    for path, item, result in zip(files, items, results, strict=True):
+        name = path.stem if path.stem not in used else f"{path.stem}-{len(used)}"
+        used.add(name)
+        if not number:
+            write(Image.fromarray(item.array, mode="L"), f"{name}.png")
+            continue
+        from mnistlab.predict import load_image
+
+        labels = [str(p.label) for p in result]
+        write(draw_boxes(load_image(path), [c.box for c in item], labels), f"{name}-boxes.png")
+        for i, crop in enumerate(item):
+            write(Image.fromarray(crop.array, mode="L"), f"{name}-digit{i + 1}.png")
+
+
+def format_number(path: Path, predictions: list, classes: list[str]) -> str:
+    text = "".join(classes[p.label] for p in predictions)
+    digits = ", ".join(f"{classes[p.label]} {p.probability:.1%}" for p in predictions)
+    return f"{path}: {text or '(no digits)'}  ({digits})" if digits else f"{path}: (no digits)"
+
+
 def format_prediction(path: Path, p, classes: list[str], explain: bool) -> str:
-    head = f"{path}: {classes[p.label]} ({p.probability:.1%})"
+    if p.is_digit is False:
+        head = f"{path}: not a digit (best guess {classes[p.label]}, {p.probability:.1%})"
+    else:
+        head = f"{path}: {classes[p.label]} ({p.probability:.1%})"
     if not explain:
         others = ", ".join(f"{classes[i]} {prob:.1%}" for i, prob in p.top[1:])
-        return head + (f"   next: {others}" if others else "")
-    rows = [head, f"  {'class':>10}  {'logit':>8}  {'probability':>11}"]
+        return head + (f"   next: {others}" if others and p.is_digit is not False else "")
+    rows = [head]
+    if p.reason:
+        rows.append(f"  why not a digit: {p.reason}")
+    rows.append(f"  {'class':>10}  {'logit':>8}  {'probability':>11}")
     for i, prob in p.top:
         rows.append(f"  {classes[i]:>10}  {p.logits[i]:8.3f}  {prob:11.4%}")
     return "\n".join(rows)
