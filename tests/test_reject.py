@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
 import torch
 
+from mnistlab.data.negatives import KINDS
 from mnistlab.errors import MnistlabError
 from mnistlab.predict.reject import FALLBACK_THRESHOLD, DigitGate, score_logits
+from mnistlab.train import outliers, resolve_config, train
 
 
 def confident(n: int, seed: int = 0, scale: float = 8.0) -> torch.Tensor:
@@ -91,3 +96,126 @@ def test_checkpoint_round_trip(tmp_path):
     assert back.info["negatives"] == {"version": 1, "seed": 0}
     logits = torch.cat([confident(100, seed=5), flat(100)])
     assert torch.equal(back.accepts(logits), gate.accepts(logits))
+
+
+# ---- training with outlier exposure (mnistlab.train.outliers) ------------------------------
+
+
+def oe_config(tmp_path, name: str, **overrides):
+    options = {"model": "mlp", "model_args": {"hidden": "64"}, "epochs": 2, "batch_size": 32,
+               "val_size": 100, "runs_dir": str(tmp_path / "runs"), "name": name,
+               "bf16": "off", "outlier_exposure": "on", **overrides}
+    return resolve_config(**options)
+
+
+@pytest.fixture
+def small_banks(monkeypatch):
+    """Small negative banks: the tests check the plumbing, not the rejection rate."""
+    monkeypatch.setattr(outliers, "BANK_SIZE", 256)
+    monkeypatch.setattr(outliers, "HOLDOUT_SIZE", 128)
+
+
+def test_the_default_recipe_turns_it_on_for_mnist_only():
+    assert resolve_config().outlier_exposure == "auto"
+    assert outliers.enabled(resolve_config())
+    assert not outliers.enabled(resolve_config(dataset="fashion-mnist"))
+    assert not outliers.enabled(resolve_config(val_size=0))  # nothing to calibrate on
+    assert not outliers.enabled(resolve_config(outlier_exposure="off"))
+    assert not outliers.enabled(resolve_config(recipe="best"))  # other recipes: off
+    assert outliers.enabled(resolve_config(dataset="kmnist", outlier_exposure="on"))
+
+
+def test_the_numpy_backend_refuses_it():
+    assert resolve_config(backend="numpy").outlier_exposure == "off"  # its own recipe
+    with pytest.raises(MnistlabError, match="--outlier-exposure on: not supported by the numpy"):
+        resolve_config(backend="numpy", outlier_exposure="on")
+    with pytest.raises(MnistlabError, match="--outlier-exposure must be auto, on or off"):
+        resolve_config(outlier_exposure="yes")
+
+
+def test_on_without_a_validation_split_is_refused(tmp_path, synthetic_data, small_banks):
+    with pytest.raises(MnistlabError, match="--val-size"):
+        train(oe_config(tmp_path, "noval", val_size=0), data=synthetic_data,
+              stream=io.StringIO())
+
+
+def test_uniform_loss_is_zero_only_for_equal_logits():
+    assert float(outliers.uniform_loss(torch.full((4, 10), 3.0))) == pytest.approx(0, abs=1e-6)
+    assert float(outliers.uniform_loss(confident(4))) > 1.0
+
+
+def test_a_run_stores_a_calibrated_gate(tmp_path, synthetic_data, small_banks):
+    from mnistlab.checkpoint import load_model
+
+    stream = io.StringIO()
+    result = train(oe_config(tmp_path, "gate"), data=synthetic_data, stream=stream)
+    assert "not a digit:" in stream.getvalue()
+    figures = result.summary["digit_gate"]
+    on_disk = json.loads((result.run_dir / "summary.json").read_text())
+    assert on_disk["digit_gate"]["threshold"] == figures["threshold"]
+    assert 0 <= figures["holdout_reject"] <= 1 and 0 <= figures["test_accept"] <= 1
+    assert set(figures["holdout_reject_by_kind"]) <= set(KINDS)
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["outlier_exposure"] == "on"
+    assert config["not_a_digit"]["per_step"] == 32 // outliers.PER_DIGITS
+    assert config["not_a_digit"]["size"] == 256
+
+    model, normalizer, state = load_model(result.run_dir)  # best.pt, weights_only
+    gate = DigitGate.from_state(state)
+    assert gate.calibrated and gate.threshold == pytest.approx(figures["threshold"])
+    assert gate.val_accept >= 0.99
+    # The stored threshold reproduces the validation acceptance it was calibrated for.
+    x = normalizer(synthetic_data.test_images[:200])
+    with torch.no_grad():
+        accepted = gate.accepts(model(x)).double().mean()
+    assert accepted > 0.9  # synthetic digits of the same kind as its training digits
+
+
+def test_a_run_without_it_has_the_flagged_fallback(tmp_path, synthetic_data):
+    from mnistlab.checkpoint import load_model
+
+    result = train(oe_config(tmp_path, "plain", outlier_exposure="off"), data=synthetic_data,
+                   stream=io.StringIO())
+    assert "digit_gate" not in result.summary
+    _, _, state = load_model(result.run_dir)
+    assert "digit_gate" not in state
+    assert not DigitGate.from_state(state).calibrated
+
+
+def test_negatives_per_step_depend_on_seed_epoch_batch_and_rank(tmp_path, synthetic_data,
+                                                                small_banks):
+    from mnistlab.train.loop import Trainer
+
+    trainer = Trainer(oe_config(tmp_path, "draws"), synthetic_data, stream=io.StringIO())
+    oe = trainer.outliers
+    x = torch.zeros(32, 1, 28, 28)
+    a = oe.extend(x, 0, 3)
+    assert a.shape == (32 + 4, 1, 28, 28) and torch.equal(a[:32], x)
+    assert torch.equal(a, oe.extend(x, 0, 3))  # the same step: the same negatives
+    assert not torch.equal(a, oe.extend(x, 0, 4))
+    assert not torch.equal(a, oe.extend(x, 1, 3))
+    oe.rank = 1
+    oe._epoch = None
+    assert not torch.equal(a, oe.extend(x, 0, 3))  # each DDP rank its own negatives
+    # Normalised like the digits: the black background maps to the normaliser's shift.
+    background = float(trainer.normalizer(torch.zeros(1, 28, 28, dtype=torch.uint8)).min())
+    assert float(a[32:].amin()) == pytest.approx(background, abs=1e-5)
+
+
+def test_dry_run_and_resume_recompute_the_gate(tmp_path, synthetic_data, small_banks):
+    from mnistlab.checkpoint import load_checkpoint
+
+    dry = train(oe_config(tmp_path, "dry", dry_run=True), data=synthetic_data,
+                stream=io.StringIO())
+    assert "digit_gate" in load_checkpoint(dry.run_dir / "best.pt")
+
+    cfg = oe_config(tmp_path, "paused")
+    train(cfg, data=synthetic_data, stream=io.StringIO(), max_epochs=1)
+    assert "digit_gate" not in load_checkpoint(tmp_path / "runs" / "paused" / "last.pt")
+    resumed = train(cfg, data=synthetic_data, resume=tmp_path / "runs" / "paused",
+                    stream=io.StringIO())
+    straight = train(oe_config(tmp_path, "straight"), data=synthetic_data,
+                     stream=io.StringIO())
+    gate_resumed = load_checkpoint(resumed.run_dir / "best.pt")["digit_gate"]
+    gate_straight = load_checkpoint(straight.run_dir / "best.pt")["digit_gate"]
+    assert gate_resumed["threshold"] == pytest.approx(gate_straight["threshold"], rel=1e-5)
