@@ -291,3 +291,233 @@ def test_numpy_dry_run_trains_one_batch(tmp_path, synthetic_data):
                          synthetic_data)
     assert result.summary["epochs_run"] == 1
     assert result.summary["steps"] == 1
+
+
+# ---- one run, two backends --------------------------------------------------------------
+
+def test_both_backends_write_the_same_run_files_and_summary_keys(tmp_path, synthetic_data):
+    from mnistlab.train.runbook import RESOLVED_KEYS, SUMMARY_KEYS
+
+    # (outlier exposure, a torch-only extra, adds its own `digit_gate` key when on)
+    runs = {backend: quiet_train(config(tmp_path, backend, backend=backend, epochs=2,
+                                        nesterov=False, channels_last=False,
+                                        outlier_exposure="off"),
+                                 synthetic_data).run_dir
+            for backend in ("torch", "numpy")}
+    files = {b: sorted(p.name.replace(".npz", ".pt") for p in run.iterdir())
+             for b, run in runs.items()}
+    assert files["torch"] == files["numpy"] == ["best.pt", "config.json", "last.pt",
+                                                 "metrics.csv", "summary.json"]
+    for backend, run in runs.items():
+        summary = json.loads((run / "summary.json").read_text())
+        assert tuple(summary) == SUMMARY_KEYS, backend
+        assert summary["backend"] == backend and summary["dry_run"] is False
+        resolved = json.loads((run / "config.json").read_text())["resolved"]
+        assert tuple(resolved) == RESOLVED_KEYS, backend
+        rows = read_metrics(run / "metrics.csv")
+        assert [r["step"] for r in rows if r["kind"] == "step"] == list(range(4, 33, 4)), backend
+        assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == [1, 2], backend
+
+
+def test_the_same_seed_holds_out_the_same_images_in_both_backends(synthetic_data):
+    import numpy as np
+
+    from mnistlab.data.pipeline import train_val_split
+    from mnistlab.scratch import split_and_standardise
+
+    images, labels = synthetic_data.train_images, synthetic_data.train_labels
+    for seed in (0, 7):
+        _, val = train_val_split(images, labels, 100, seed)
+        splits = split_and_standardise(images.numpy(), labels.numpy(),
+                                       synthetic_data.test_images.numpy(),
+                                       synthetic_data.test_labels.numpy(), 100, seed)
+        np.testing.assert_array_equal(splits.y_val, val.labels.numpy())
+        expected = (val.images.numpy().reshape(100, -1) / 255.0 - splits.mean) / splits.std
+        np.testing.assert_allclose(splits.x_val, expected, atol=1e-5)
+
+
+def test_the_numpy_recipe_is_defined_once():
+    from mnistlab.scratch import DEFAULT_RECIPE, fit
+    from mnistlab.train.config import numpy_recipe
+
+    recipe, arch, train_ = numpy_recipe(), DEFAULT_RECIPE["arch"], DEFAULT_RECIPE["train"]
+    assert recipe["model_args"]["hidden"] == ",".join(map(str, arch["sizes"][1:-1]))
+    assert {k: recipe[k] for k in ("epochs", "batch_size", "lr", "momentum", "weight_decay")} \
+        == {k: train_[k] for k in ("epochs", "batch_size", "lr", "momentum", "weight_decay")}
+    import inspect
+
+    defaults = {k: p.default for k, p in inspect.signature(fit).parameters.items()}
+    assert all(defaults[k] == v for k, v in train_.items())
+
+
+@pytest.mark.parametrize("option, message", [
+    ({"nesterov": True}, "--nesterov: not supported by the numpy backend"),
+    ({"device": "cuda"}, "--device cuda: not supported by the numpy backend"),
+    ({"bf16": "on"}, "--bf16 on: not supported by the numpy backend"),
+    ({"channels_last": True}, "--channels-last: not supported by the numpy backend"),
+    ({"threads": 2}, "--threads 2: not supported by the numpy backend"),
+])
+def test_the_numpy_backend_refuses_what_it_would_ignore(tmp_path, synthetic_data, option,
+                                                       message):
+    with pytest.raises(MnistlabError, match=message.replace("-", r"\-")):
+        quiet_train(config(tmp_path, "np-refused", backend="numpy", **option), synthetic_data)
+    assert not (tmp_path / "runs").exists()  # nothing written, nothing recorded
+
+
+def test_the_numpy_backend_is_deterministic_and_says_so(tmp_path, synthetic_data):
+    outputs, summaries = [], []
+    for name in ("np-det-1", "np-det-2"):
+        stream = io.StringIO()
+        result = train(config(tmp_path, name, backend="numpy", deterministic=True, epochs=1),
+                       data=synthetic_data, stream=stream)
+        outputs.append(stream.getvalue())
+        summaries.append(result.summary)
+    assert "deterministic: NumPy training is deterministic given --seed" in outputs[0]
+    assert summaries[0]["test"] == summaries[1]["test"]
+
+
+def test_the_numpy_backend_stops_early_with_patience(tmp_path, synthetic_data):
+    result = quiet_train(config(tmp_path, "np-patience", backend="numpy", epochs=6, patience=1,
+                                lr=1e-9, schedule="none"), synthetic_data)
+    assert result.summary["epochs_run"] == 2 and result.summary["best_epoch"] == 1
+
+
+def test_training_callbacks_are_refused_by_the_numpy_backend(tmp_path, synthetic_data):
+    with pytest.raises(MnistlabError, match="no training callbacks"):
+        quiet_train(config(tmp_path, "np-cb", backend="numpy"), synthetic_data,
+                    callbacks=[Callback()])
+
+
+# ---- runs that are not what they seem -----------------------------------------------------
+
+def test_a_dry_run_is_marked_as_one(tmp_path, synthetic_data):
+    stream = io.StringIO()
+    result = train(config(tmp_path, "dry-marked", dry_run=True), data=synthetic_data,
+                   stream=stream)
+    assert json.loads((result.run_dir / "summary.json").read_text())["dry_run"] is True
+    assert json.loads((result.run_dir / "config.json").read_text())["dry_run"] is True
+    last_line = stream.getvalue().strip().splitlines()[-1]
+    assert last_line.startswith("DRY RUN (not a result): test accuracy")
+
+
+def test_deterministic_means_strict(tmp_path, synthetic_data):
+    quiet_train(config(tmp_path, "strict", deterministic=True, epochs=1), synthetic_data)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert not torch.is_deterministic_algorithms_warn_only_enabled()
+
+
+def test_run_names_show_the_data_set():
+    from mnistlab.train.rundir import new_run_name
+
+    assert new_run_name("fast", "fashion-mnist").startswith("fast-fashion-mnist-20")
+    assert new_run_name("fast", "mnist").startswith("fast-20")  # the default stays implicit
+
+
+def test_resume_refuses_data_of_another_data_set(tmp_path, synthetic_data):
+    import dataclasses
+
+    from mnistlab.data.registry import FASHION_MNIST
+
+    run = quiet_train(config(tmp_path, "other-data"), synthetic_data, max_epochs=1).run_dir
+    fashion = dataclasses.replace(synthetic_data, spec=FASHION_MNIST)
+    with pytest.raises(MnistlabError, match="trains on mnist, but the data given is "
+                                            "fashion-mnist"):
+        quiet_train(config(tmp_path, "other-data"), fashion, resume=run)
+    assert not (run / "summary.json").exists()
+
+
+# ---- resume: finished, extended, timed, early-stopped, interrupted twice -------------------
+
+def test_resuming_a_finished_run_changes_nothing(tmp_path, synthetic_data):
+    run = quiet_train(config(tmp_path, "finished"), synthetic_data).run_dir
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    stream = io.StringIO()
+    result = train(config(tmp_path, "ignored"), data=synthetic_data, resume=run, stream=stream)
+    assert "already finished (2 of 2 epochs" in stream.getvalue()
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # summary.json too
+    assert result.summary == json.loads(before["summary.json"])
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "step"])
+def test_extending_a_finished_run(tmp_path, synthetic_data, schedule):
+    lr = 0.05
+    run = quiet_train(config(tmp_path, "extend", schedule=schedule, lr=lr),
+                      synthetic_data).run_dir
+    first = json.loads((run / "summary.json").read_text())
+    stream = io.StringIO()
+    result = train(config(tmp_path, "ignored"), data=synthetic_data, resume=run,
+                   resume_epochs=4, stream=stream)
+    assert "extending the run from 2 to 4 epochs" in stream.getvalue()
+    summary = result.summary
+    assert summary["epochs_run"] == 4 and summary["steps"] == 4 * STEPS
+    recorded = json.loads((run / "config.json").read_text())
+    assert (recorded["epochs"], recorded["schedule_epochs"]) == (4, 2)
+    rows = read_metrics(run / "metrics.csv")
+    assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == [1, 2, 3, 4]
+    tail = [r["lr"] for r in rows if r["kind"] == "step" and r["step"] > 2 * STEPS]
+    if schedule == "onecycle":  # a cosine tail from a tenth of the peak down to zero
+        assert all(x <= lr * 0.1 + 1e-12 for x in tail) and tail == sorted(tail, reverse=True)
+        assert tail[0] > lr * 0.05
+    else:  # StepLR continues: x0.7 per epoch (the row shows the rate set for the next step)
+        assert tail[-1] == pytest.approx(lr * 0.7 ** 4, rel=1e-4)
+    # train_seconds adds up over both sessions
+    epoch_seconds = sum(r["seconds"] for r in rows if r["kind"] == "epoch")
+    assert summary["train_seconds"] == pytest.approx(epoch_seconds, rel=1e-3)
+    assert summary["train_seconds"] > first["train_seconds"]
+    assert summary["wall_seconds"] > first["wall_seconds"]
+
+
+def test_a_run_is_not_shortened_by_resume(tmp_path, synthetic_data):
+    run = quiet_train(config(tmp_path, "short", epochs=3), synthetic_data, max_epochs=1).run_dir
+    with pytest.raises(MnistlabError, match=r"--epochs 2: .* planned for 3 epochs and has "
+                                            r"trained 1; a run can be extended, not shortened"):
+        quiet_train(config(tmp_path, "short"), synthetic_data, resume=run, resume_epochs=2)
+
+
+def test_train_seconds_add_up_over_sessions(tmp_path, synthetic_data):
+    cfg = config(tmp_path, "timed", epochs=2)
+    with pytest.raises(TrainingInterrupted):  # Ctrl-C in the middle of epoch 1
+        quiet_train(cfg, synthetic_data, callbacks=[InterruptAt(5)])
+    run = tmp_path / "runs" / "timed"
+    state = load_checkpoint(run / "last.pt")
+    first, first_wall = state["train_seconds"], state["wall_seconds"]
+    assert first > 0 and first_wall >= first  # the part of the epoch done counts
+    summary = quiet_train(cfg, synthetic_data, resume=run).summary
+    rows = read_metrics(run / "metrics.csv")
+    epoch_seconds = sum(r["seconds"] for r in rows if r["kind"] == "epoch")  # this session's
+    assert summary["train_seconds"] == pytest.approx(first + epoch_seconds, rel=1e-3)
+    assert summary["wall_seconds"] > first_wall + epoch_seconds * 0.99
+
+
+def test_early_stopping_across_a_resume(tmp_path, synthetic_data):
+    # lr 1e-9: nothing improves after epoch 1. With patience 2 the run stops after epoch 3,
+    # whether or not it was paused after epoch 2 (the count comes from the checkpoint).
+    cfg = config(tmp_path, "early-resumed", epochs=8, patience=2, lr=1e-9, schedule="none")
+    paused = quiet_train(cfg, synthetic_data, max_epochs=2)
+    assert paused.summary == {}
+    result = quiet_train(cfg, synthetic_data, resume=paused.run_dir)
+    assert result.summary["epochs_run"] == 3 and result.summary["best_epoch"] == 1
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGINT"), reason="POSIX signals")
+def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, synthetic_data):
+    import os
+    import signal
+
+    class CtrlCTwice(Callback):
+        def on_step(self, info: StepInfo) -> None:
+            if info.step == STEPS + 5:
+                os.kill(os.getpid(), signal.SIGINT)  # first: stop at the step boundary...
+                os.kill(os.getpid(), signal.SIGINT)  # ...second: stop now
+
+    cfg = config(tmp_path, "twice", epochs=3)
+    with pytest.raises(TrainingInterrupted) as e:
+        quiet_train(cfg, synthetic_data, callbacks=[CtrlCTwice()])
+    run = tmp_path / "runs" / "twice"
+    assert e.value.exit_code == 130 and "stopped at once" in str(e.value)
+    assert f"{run / 'last.pt'} holds the end of epoch 1" in str(e.value)
+    state = load_checkpoint(run / "last.pt")  # not overwritten mid-step: still epoch 1's end
+    assert (state["epoch"], state["batch"], state["step"]) == (1, 0, STEPS)
+    assert not (run / "summary.json").exists()
+    resumed = quiet_train(cfg, synthetic_data, resume=run)
+    assert resumed.summary["epochs_run"] == 3

@@ -81,6 +81,32 @@ def result_from_logits(logits: torch.Tensor, labels: torch.Tensor,
                       confusion=confusion)
 
 
+SPLITS = ("test", "val", "train")
+
+
+def checkpoint_split(state: dict[str, Any], data: Any, split: str) -> Split:
+    """`test`, or the run's own `val` (the images that chose best.pt: the same seed and
+    size, drawn by data.split like the run did) or `train` (the rest of the training set)."""
+    from mnistlab.data.pipeline import train_val_split
+    from mnistlab.errors import MnistlabError
+
+    if split == "test":
+        return Split(data.test_images, data.test_labels)
+    config = state.get("config") or {}
+    if "val_size" not in config or "seed" not in config:
+        if split == "train":
+            return Split(data.train_images, data.train_labels)
+        raise MnistlabError(f"{state.get('path', 'checkpoint')}: records no validation split "
+                            "(no seed and val-size); evaluate --split test or train")
+    val_size = int(config["val_size"])
+    if val_size >= len(data.train_labels):
+        raise MnistlabError(f"--split {split}: the run held out {val_size} images, more than "
+                            f"{data.name}'s {len(data.train_labels)} training images")
+    train, val = train_val_split(data.train_images, data.train_labels, val_size,
+                                 int(config["seed"]))
+    return val if split == "val" else train
+
+
 def format_confusion(confusion: torch.Tensor, classes: tuple[str, ...] | list[str]) -> str:
     """The confusion matrix as a text table (rows: true class, columns: predicted).
     Names longer than 5 characters (Fashion-MNIST's "T-shirt/top") head the rows in full

@@ -11,7 +11,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="test loss, accuracy, per-class accuracy, confusion matrix")
     p.set_defaults(func=run)
     p.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN")
-    p.add_argument("--split", choices=["test", "train"], default="test")
+    p.add_argument("--split", choices=["test", "val", "train"], default="test",
+                   help="test (default); val: the run's validation split, which chose best.pt "
+                        "(same seed and size); train: the rest of its training set")
+    p.add_argument("--last", action="store_true",
+                   help="evaluate last.pt (the latest weights) rather than best.pt")
     p.add_argument("--batch-size", type=int, default=1000)
     add_data(p)
     add_device(p)
@@ -19,18 +23,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mnistlab.checkpoint import checkpoint_dataset, evaluation_bf16, load_model
-    from mnistlab.data.pipeline import Split
+    import sys
+
+    from mnistlab.checkpoint import checkpoint_dataset, checkpoint_note, evaluation_bf16, load_model
     from mnistlab.device import resolve_device
     from mnistlab.errors import MnistlabError
-    from mnistlab.evaluate import evaluate, format_confusion
+    from mnistlab.evaluate import checkpoint_split, evaluate, format_confusion
 
     if args.batch_size < 1:
         raise MnistlabError(f"--batch-size must be at least 1, got {args.batch_size}")
     device = resolve_device(args.device)
-    model, normalizer, state = load_model(args.checkpoint, device)
+    model, normalizer, state = load_model(args.checkpoint, device,
+                                          prefer="last.pt" if args.last else "best.pt")
+    note = checkpoint_note(state)
+    if note:
+        print(f"mnistlab: note: {note}", file=sys.stderr)
     data = checkpoint_dataset(state, args.dataset, args.data_dir, args.download)
-    split = Split(getattr(data, f"{args.split}_images"), getattr(data, f"{args.split}_labels"))
+    split = checkpoint_split(state, data, args.split)
     # Evaluate in the precision the run was trained and reported in, so numbers agree.
     bf16 = evaluation_bf16(state, device)
     result = evaluate(model, split, normalizer, batch_size=args.batch_size, device=device,

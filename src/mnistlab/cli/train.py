@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import Any
 
+from mnistlab.cli import MODEL_NAMES as MODELS  # read without importing torch
 from mnistlab.cli.common import HelpFormatter, add_data, add_device
 from mnistlab.errors import MnistlabError
-from mnistlab.models import MODELS
 from mnistlab.train.config import OPTIMIZERS, RECIPES, SCHEDULES
 
 
@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
     S = argparse.SUPPRESS  # None defaults: the recipe decides
     g = p.add_argument_group("what")
-    g.add_argument("--recipe", choices=list(RECIPES), default="default")
+    g.add_argument("--recipe", choices=list(RECIPES), default="default",
+                   help="the starting point for every option left out")
     g.add_argument("--model", choices=list(MODELS), default=S)
     g.add_argument("--hidden", default=S, help="MLP hidden sizes, e.g. 64 or 512,256")
     g.add_argument("--width", type=int, default=S, help="channel width of the fast model")
@@ -59,10 +60,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="random shifts, rotations and scaling per batch")
     g.add_argument("--patience", type=int, default=S,
                    help="stop after this many epochs without a better validation accuracy")
+    # reject: not a digit (train/outliers.py, docs/not-a-digit.md)
+    g.add_argument("--outlier-exposure", choices=["auto", "on", "off"], default=S,
+                   help="train with generated non-digits and calibrate a 'not a digit' "
+                        "threshold on validation (auto: on for MNIST with the torch backend)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=S)
     g.add_argument("--deterministic", action="store_true", default=S,
-                   help="deterministic algorithms only (bit-exact resume)")
+                   help="deterministic algorithms only (bit-exact resume); an operation with "
+                        "none on this device is an error, not a warning")
     add_device(g)
     g.add_argument("--bf16", choices=["auto", "on", "off"], default=S,
                    help="bf16 autocast (auto: where the hardware has fast bf16)")
@@ -71,18 +77,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--track-test", action="store_true", default=S,
                    help="also log test metrics every epoch, for curves (never for selection)")
     g.add_argument("--dry-run", action="store_true", default=S,
-                   help="one batch of training and one of evaluation")
+                   help="one batch of training and one of evaluation; the run is marked "
+                        '"dry_run": true in config.json and summary.json, not a result')
     g.add_argument("--log-interval", type=int, default=S, help="steps between logged rows")
-    g.add_argument("--runs-dir", default=S, help="parent folder of run directories (runs)")
-    g.add_argument("--name", default=S, help="run name (default: <model>-<date>-<time>)")
+    g.add_argument("--runs-dir", default=S, help="parent folder of run directories")
+    g.add_argument("--name", default=S, help="run name (default: <model>-<date>-<time>, "
+                   "with the data set after the model unless it is mnist)")
     g.add_argument("--resume", metavar="RUN", default=None,
-                   help="continue a run from its last.pt, exactly where it stopped")
+                   help="continue a run from its last.pt, exactly where it stopped, with its "
+                        "own options; with --epochs N, extend it to N epochs (one-cycle and "
+                        "cosine then add a cosine tail from a tenth of --lr)")
     g = p.add_argument_group("extras")
     g.add_argument("--doctor", action="store_true",
                    help="examine the model and setup for common mistakes before training")
     g.add_argument("--report", action="store_true", help="write RUN/report.html at the end")
     g.add_argument("--tensorboard", action="store_true",
                    help="log to TensorBoard (needs the tensorboard package)")
+    _show_recipe_defaults(p)
+
+
+def _show_recipe_defaults(parser: argparse.ArgumentParser) -> None:
+    """Options left out come from the recipe, so their parser default is SUPPRESS: say in the
+    help what the default recipe gives them (TrainConfig holds the only copy)."""
+    import dataclasses
+
+    from mnistlab.train.config import TrainConfig
+
+    values = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+              if f.default is not dataclasses.MISSING}
+    values.update(RECIPES["default"])
+    for action in parser._actions:
+        value = values.get(action.dest)
+        if (action.default is not argparse.SUPPRESS or value is None
+                or "default" in (action.help or "")
+                or isinstance(action, argparse._StoreTrueAction)):
+            continue
+        shown = ("on" if value else "off") if isinstance(value, bool) else value
+        action.help = f"{action.help or ''} (default: {shown})".lstrip()
 
 
 def config_from_args(args: argparse.Namespace):
@@ -102,9 +133,10 @@ def config_from_args(args: argparse.Namespace):
     return resolve_config(args.recipe, **options)
 
 
-# Options that --resume honours (where and how to run); every other one comes from the run.
+# Options that --resume honours (where and how to run, and --epochs to extend the run);
+# every other one comes from the run.
 _RESUME_KEEPS = {"func", "command", "resume", "device", "threads", "doctor", "report",
-                 "tensorboard", "download"}
+                 "tensorboard", "download", "epochs"}
 
 
 def options_ignored_on_resume(args: argparse.Namespace) -> list[str]:
@@ -117,11 +149,17 @@ def run(args: argparse.Namespace) -> int:
     from mnistlab.train import train
 
     config = config_from_args(args)
+    resume_epochs = getattr(args, "epochs", None) if args.resume is not None else None
+    plan = None
     if args.resume is not None:
+        from mnistlab.train.resume import plan_resume
+
         ignored = options_ignored_on_resume(args)
         if ignored:
             print(f"mnistlab: note: --resume continues with the run's own options; ignoring "
                   f"{', '.join(ignored)}", file=sys.stderr)
+        plan = plan_resume(args.resume, config, resume_epochs)
+        config = plan.config  # the run's model, data set and recipe: what --doctor examines
     elif config.backend == "torch":
         from mnistlab.models import model_arguments
 
@@ -129,12 +167,19 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise MnistlabError(f"--model {config.model} takes no {', '.join(sorted(unknown))} "
                                 f"(it takes: {', '.join(model_arguments(config.model)) or 'none'})")
+    if config.backend == "numpy":
+        from mnistlab.train.numpy_backend import check_supported
+
+        if args.tensorboard:
+            raise MnistlabError("--tensorboard: not supported by the numpy backend (it "
+                                "writes metrics.csv; see mnistlab plot)")
+        check_supported(config)  # before the doctor or the data: refuse early
     data = None
     if args.doctor:
         from mnistlab.data.dataset import load_dataset
-        from mnistlab.doctor.hooks import doctor_before_training
+        from mnistlab.doctor import doctor_before_training
 
-        # Loaded once, for the doctor and then for training.
+        # Loaded once, for the doctor and then for training: the run's own data set.
         data = load_dataset(config.dataset, config.data_dir, config.download)
         doctor_before_training(config, data=data)  # prints its report; raises on errors
     callbacks = []
@@ -142,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
         from mnistlab.viz.tensorboard import TensorBoardCallback
 
         callbacks.append(TensorBoardCallback())
-    result = train(config, data=data, resume=args.resume, callbacks=callbacks)
+    result = train(config, data=data, resume=plan if plan is not None else args.resume,
+                   callbacks=callbacks)
     if args.report:
         from mnistlab.viz.report import write_report
 

@@ -94,16 +94,25 @@ def verify(path: Path, spec: DatasetSpec, fspec: FileSpec) -> tuple[str | None, 
     return disk_md5, ""
 
 
+def note(text: str) -> None:
+    """One line on stderr about a choice made for the user (never silently)."""
+    print(f"mnistlab: note: {text}", file=sys.stderr, flush=True)
+
+
 def locate_file(spec: DatasetSpec, key: str, data_dir: str | os.PathLike[str] | None,
                 rejected: list[str]) -> LocatedFile | None:
     fspec = spec.files[key]
+    passed_over: list[str] = []
     for origin, root in search_roots(spec, data_dir):
         for path in candidate_paths(spec, fspec, root):
             if not path.is_file():
                 continue
             md5, reason = verify(path, spec, fspec)
             if md5 is not None:
+                for why in passed_over:  # a bad copy replaced by another: say so, per file
+                    note(f"{why}; using {path} ({origin}) instead")
                 return LocatedFile(path, md5, origin)
+            passed_over.append(f"rejected {path}: {reason}")
             rejected.append(f"{path}: {reason}")
     return None
 
@@ -126,6 +135,9 @@ def ensure_files(spec: DatasetSpec, data_dir: str | os.PathLike[str] | None = No
     """Locate every file of `spec`, downloading what is missing; raise MnistlabError if stuck."""
     found: dict[str, LocatedFile] = {}
     rejected: list[str] = []
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        where = "the other places" if not download_ok else "the other places, then download"
+        note(f"--data-dir {data_dir}: no such folder; looking in {where}")
     for key in spec.files:
         located = locate_file(spec, key, data_dir, rejected)
         if located is not None:

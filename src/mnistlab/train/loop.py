@@ -29,7 +29,6 @@ from mnistlab.checkpoint import (
     load_checkpoint,
     load_model,
     load_weights,
-    resolve_checkpoint_path,
     save_checkpoint,
 )
 from mnistlab.data.dataset import DigitData, load_dataset
@@ -472,29 +471,25 @@ class Trainer:
 
 
 def train(config: TrainConfig, data: DigitData | None = None,
-          resume: str | os.PathLike[str] | None = None, callbacks: Sequence[Callback] = (),
-          stream: TextIO | None = None, max_epochs: int | None = None,
-          resume_epochs: int | None = None) -> TrainResult:
+          resume: str | os.PathLike[str] | ResumePlan | None = None,
+          callbacks: Sequence[Callback] = (), stream: TextIO | None = None,
+          max_epochs: int | None = None, resume_epochs: int | None = None) -> TrainResult:
     """Train a model as `config` says and return the run's summary. With `resume`, continue
     that run with its own options (`config` gives only the device and threads), extended to
     `resume_epochs` epochs if given (see train.resume)."""
-    if resume is not None and resolve_checkpoint_path(resume, "last.pt",
-                                                      last_ok=True).suffix == ".npz":
-        raise MnistlabError(f"{resume}: NumPy-backend runs cannot be resumed (they keep no "
-                            "optimizer state); start a new run")
     if resume is not None:
-        plan = plan_resume(resume, config, resume_epochs)
+        plan = (resume if isinstance(resume, ResumePlan)
+                else plan_resume(resume, config, resume_epochs))
         if plan.finished:  # nothing to train: say so, and write nothing
-            progress = Progress(stream or sys.stdout, enabled=True)
-            progress.print(plan.finished_message())
+            Progress(stream or sys.stdout, enabled=True).print(plan.finished_message())
             model, _, _ = load_model(plan.run_dir)
             return TrainResult(plan.run_dir, plan.summary(), plan.config, model)
-        resume = plan  # loaded once
-    if config.backend == "numpy" and resume is None:
+        return Trainer(plan.config, data, plan, callbacks, stream, max_epochs).fit()
+    if config.backend == "numpy":
         from mnistlab.train.numpy_backend import train_numpy
 
         if callbacks:
             raise MnistlabError("the numpy backend takes no training callbacks "
                                 "(e.g. --tensorboard)")
         return train_numpy(config, data=data, stream=stream)
-    return Trainer(config, data, resume, callbacks, stream, max_epochs).fit()
+    return Trainer(config, data, None, callbacks, stream, max_epochs).fit()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mnistlab.atomic import write_json
-from mnistlab.checkpoint import load_checkpoint
+from mnistlab.checkpoint import load_checkpoint, resolve_checkpoint_path
 from mnistlab.errors import MnistlabError
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.rundir import read_json
@@ -71,6 +71,9 @@ class ResumePlan:
 def plan_resume(resume: str | os.PathLike[str], config: TrainConfig,
                 epochs: int | None = None) -> ResumePlan:
     """Load `resume`'s last.pt and decide what continuing it means (see the module notes)."""
+    if resolve_checkpoint_path(resume, "last.pt", last_ok=True).suffix == ".npz":
+        raise MnistlabError(f"{resume}: NumPy-backend runs cannot be resumed (they keep no "
+                            "optimizer state); start a new run")
     state = load_checkpoint(resume, prefer="last.pt", last_ok=True)
     if any(state.get(k) is None for k in RESUME_KEYS):
         raise MnistlabError(f"{state['path']}: holds no training state (an inference-only "
