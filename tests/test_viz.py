@@ -244,9 +244,8 @@ def test_plot_tells_runs_with_the_same_schedule_apart(runs, tmp_path):
 
 
 def test_compare_shows_data_set_and_backend_and_warns_across_data_sets(runs, tmp_path, capsys):
-    fashion = clone_run(runs["mlp"], tmp_path / "fashion", {"dataset": "fashion-mnist",
-                                                           "backend": "numpy"},
-                        {"dataset": "fashion-mnist"})
+    numpy_fashion = {"dataset": "fashion-mnist", "backend": "numpy"}
+    fashion = clone_run(runs["mlp"], tmp_path / "fashion", numpy_fashion, numpy_fashion)
     rows, notes = compare_runs([runs["lenet5"], runs["mlp"], fashion])
     assert [(r["dataset"], r["model"], r["backend"]) for r in rows] == [
         ("mnist", "lenet5", "torch"), ("mnist", "mlp", "torch"), ("fashion-mnist", "mlp", "numpy")]
