@@ -90,9 +90,29 @@ def test_train_writes_a_run_and_eval_gives_the_same_count(cli_run, capsys):
     assert "per-class accuracy" in out and "true\\pred" in out
 
 
-def test_eval_on_the_training_split(cli_run, capsys):
+def test_eval_on_the_runs_own_train_and_validation_splits(cli_run, capsys):
     result = json.loads(run_ok(["eval", str(cli_run), "--split", "train", "--json"], capsys))
-    assert result["total"] == 600
+    assert result["total"] == 500  # 600 training images, 100 of them held out
+    val = json.loads(run_ok(["eval", str(cli_run), "--split", "val", "--json"], capsys))
+    summary = json.loads((cli_run / "summary.json").read_text())
+    assert val["total"] == 100 and val["split"] == "val"
+    # the split that chose best.pt, rebuilt from the run's seed and size: the same figure
+    assert val["accuracy"] == summary["best_val_accuracy"]
+
+
+def test_eval_of_a_run_without_best_pt_needs_last(cli_run, tmp_path, capsys):
+    stopped = tmp_path / "stopped-at-batch-1"
+    stopped.mkdir()
+    state = torch.load(cli_run / "last.pt", weights_only=True)
+    torch.save({**state, "epoch": 0, "batch": 1, "step": 1}, stopped / "last.pt")
+    err = fails(["eval", str(stopped)], capsys)
+    assert "no best.pt" in err and "pass --last" in err
+    out = run_ok(["eval", str(stopped), "--last"], capsys)
+    assert "accuracy" in out
+    code = main(["eval", str(stopped), "--last", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert f"using {stopped / 'last.pt'}" in captured.err and "mid-epoch" in captured.err
 
 
 def test_data_shows_files_and_statistics(synth, capsys):
@@ -106,15 +126,67 @@ def test_dry_run_via_the_command_line(synth, tmp_path, capsys):
     out = run_ok(["train", "--dataset", "synth", "--data-dir", str(synth), "--model", "lenet5",
                   "--dry-run", "--val-size", "100", "--runs-dir", str(tmp_path), "--name", "d"],
                  capsys)
-    assert "test accuracy" in out
-    assert json.loads((tmp_path / "d" / "summary.json").read_text())["steps"] == 2
+    assert out.strip().splitlines()[-1].startswith("DRY RUN (not a result): test accuracy")
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["dry_run"] is True
+    assert json.loads((tmp_path / "d" / "config.json").read_text())["dry_run"] is True
 
 
 def test_resume_of_a_finished_run_changes_nothing(cli_run, capsys):
-    before = torch.load(cli_run / "last.pt", weights_only=True)["state_dict"]
-    run_ok(["train", "--resume", str(cli_run)], capsys)
-    after = torch.load(cli_run / "last.pt", weights_only=True)["state_dict"]
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    before = {p.name: p.read_bytes() for p in cli_run.iterdir()}
+    out = run_ok(["train", "--resume", str(cli_run)], capsys)
+    assert "already finished (2 of 2 epochs" in out and "nothing changed" in out
+    after = {p.name: p.read_bytes() for p in cli_run.iterdir()}
+    assert after == before  # summary.json (wall time, figures) too, not only last.pt
+
+
+def test_resume_with_doctor_examines_the_runs_model_and_data(cli_run, capsys, monkeypatch):
+    import mnistlab.doctor
+
+    seen = []
+    monkeypatch.setattr(mnistlab.doctor, "doctor_before_training",
+                        lambda config, data=None, **_: seen.append((config, data.name)))
+    before = (cli_run / "summary.json").read_bytes()
+    run_ok(["train", "--resume", str(cli_run), "--doctor"], capsys)  # mnist on the command line
+    ((config, data_name),) = seen
+    assert (config.model, config.model_args, config.dataset, data_name) == (
+        "mlp", {"hidden": "32"}, "synth", "synth")
+    assert (cli_run / "summary.json").read_bytes() == before
+
+
+def test_train_help_reads_right(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for wrong in ("(default: None)", "(default: True)", "(default: False)", "(default: [])"):
+        assert wrong not in out
+    assert "--epochs EPOCHS (default: 2)" in out  # the default recipe's value, from TrainConfig
+    assert "--nesterov, --no-nesterov (default: on)" in out
+
+
+def test_the_numpy_backend_refuses_options_it_would_ignore(synth, tmp_path, capsys):
+    base = ["train", "--backend", "numpy", "--dataset", "synth", "--data-dir", str(synth),
+            "--runs-dir", str(tmp_path / "runs")]
+    for extra, message in [(["--tensorboard"], "--tensorboard: not supported by the numpy"),
+                           (["--device", "cuda"], "--device cuda: not supported by the numpy"),
+                           (["--nesterov"], "--nesterov: not supported by the numpy"),
+                           (["--channels-last"], "--channels-last: not supported"),
+                           (["--threads", "1"], "--threads 1: not supported")]:
+        assert message in fails(base + extra, capsys), extra
+    assert not (tmp_path / "runs").exists()  # no config.json recording what was not used
+
+
+def test_the_numpy_backend_logs_steps(synth, tmp_path, capsys):
+    from mnistlab.train.rundir import read_metrics
+
+    run_ok(["train", "--backend", "numpy", "--dataset", "synth", "--data-dir", str(synth),
+            "--hidden", "16", "--epochs", "1", "--batch-size", "50", "--val-size", "100",
+            "--log-interval", "3", "--deterministic", "--runs-dir", str(tmp_path),
+            "--name", "np"], capsys)
+    rows = read_metrics(tmp_path / "np" / "metrics.csv")
+    assert [r["step"] for r in rows if r["kind"] == "step"] == [3, 6, 9]
+    config = json.loads((tmp_path / "np" / "config.json").read_text())
+    assert config["resolved"]["device"] == "cpu (numpy)" and config["device"] == "auto"
 
 
 def test_error_paths(cli_run, synth, tmp_path, capsys):
@@ -227,5 +299,47 @@ def test_resume_says_which_options_it_ignores(tmp_path, capsys):
     parser = build_parser()
     args = parser.parse_args(["train", "--resume", "r", "--epochs", "9", "--lr", "0.1",
                               "--device", "cpu", "--threads", "1"])
-    assert options_ignored_on_resume(args) == ["--epochs", "--lr"]
+    assert options_ignored_on_resume(args) == ["--lr"]  # --epochs extends the run
     assert options_ignored_on_resume(parser.parse_args(["train", "--resume", "r"])) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_kill_9_in_the_middle_of_an_epoch_then_resume(synth, tmp_path, capsys):
+    from mnistlab.train.rundir import read_metrics
+
+    common = ["--dataset", "synth", "--data-dir", str(synth), "--model", "mlp", "--hidden", "32",
+              "--epochs", "3", "--batch-size", "10", "--val-size", "100", "--bf16", "off",
+              "--runs-dir", str(tmp_path), "--threads", "1", "--seed", "3"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    child = subprocess.Popen([sys.executable, "-c", DRIVER, str(synth), "train", *common,
+                              "--name", "killed"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    run = tmp_path / "killed"
+    try:
+        deadline = time.monotonic() + 60
+        for line in child.stdout:  # epoch 1 is done: its checkpoint is being written
+            if line.startswith("epoch 1/3") or time.monotonic() > deadline:
+                break
+        while not (run / "last.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # into epoch 2
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == -signal.SIGKILL
+    assert not (run / "summary.json").exists()
+    # Nothing half-written: every file the run left reads back.
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["epoch"] >= 1 and state["batch"] == 0
+    json.loads((run / "config.json").read_text())
+    read_metrics(run / "metrics.csv")
+
+    run_ok(["train", "--resume", str(run)], capsys)
+    resumed = json.loads((run / "summary.json").read_text())
+    run_ok(["train", *common, "--name", "straight"], capsys)
+    straight = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    assert resumed["epochs_run"] == straight["epochs_run"] == 3
+    assert abs(resumed["test_accuracy"] - straight["test_accuracy"]) <= 0.05  # within noise
+    epochs = [r["epoch"] for r in read_metrics(run / "metrics.csv") if r["kind"] == "epoch"]
+    assert epochs == [1, 2, 3]  # nothing logged twice

@@ -130,6 +130,31 @@ def test_wrong_md5_is_rejected_and_the_next_location_used(spec, source, tmp_path
     assert found["train_labels"].origin == "--data-dir"
 
 
+def test_a_rejected_copy_replaced_by_another_is_said_once(spec, source, tmp_path, capsys):
+    bad = install(source, tmp_path / "bad")
+    corrupt(bad / spec.files["train_images"].name)
+    install(source, cache_root() / "synth")
+    ensure_files(spec, bad, download_ok=False)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"mnistlab: note: rejected {bad / spec.files['train_images'].name}: MD5 "
+                     f"mismatch (got {lines[0].split('got ')[1].split(' ')[0]} for the IDX data, "
+                     f"expected {spec.files['train_images'].raw_md5}); using "
+                     f"{cache_root() / 'synth' / spec.files['train_images'].name} (cache) instead"]
+
+
+def test_a_missing_data_dir_is_said_before_falling_back(spec, source, tmp_path, monkeypatch,
+                                                       capsys):
+    monkeypatch.setenv(ENV_VAR, str(source))
+    missing = tmp_path / "no" / "such" / "folder"
+    found = ensure_files(spec, missing, download_ok=False)
+    assert origins(found) == {f"${ENV_VAR}"}
+    err = capsys.readouterr().err
+    assert err == (f"mnistlab: note: --data-dir {missing}: no such folder; looking in the "
+                   "other places\n")
+    ensure_files(spec, source, download_ok=False)  # an existing folder: nothing to say
+    assert capsys.readouterr().err == ""
+
+
 def test_wrong_md5_only_copy_is_an_error_that_says_why(spec, source, tmp_path):
     bad = install(source, tmp_path / "bad")
     corrupt(bad / spec.files["train_images"].name)
