@@ -70,7 +70,8 @@ def add_output(parser: argparse.ArgumentParser, default: str) -> None:
                         help=f"image file to write; .png, .svg or .pdf (default: {default})")
     parser.add_argument("--format", choices=["png", "svg", "pdf"], default=None,
                         help="image format when the file name does not say")
-    parser.add_argument("--dpi", type=int, default=150, help="PNG resolution (dots per inch)")
+    parser.add_argument("--dpi", type=int, default=150,
+                        help="PNG resolution in dots per inch (default: 150)")
 
 
 def save(fig, args: argparse.Namespace, output: str | None = None):

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also write a bar chart to this image file (.png, .svg, .pdf)")
     p.add_argument("--format", choices=["png", "svg", "pdf"], default=None,
                    help="image format when the file name does not say")
-    p.add_argument("--dpi", type=int, default=150, help="PNG resolution (dots per inch)")
+    p.add_argument("--dpi", type=int, default=150,
+                   help="PNG resolution in dots per inch (default: 150)")
     add_include_dry_runs(p)
     p.add_argument("--sort", choices=["none", "test", "val", "time", "params"], default="none",
                    help="order of the rows (default: as given)")
