@@ -12,6 +12,8 @@ above e / (e + 9) = 0.232, so the loss cannot fall below 1.461. Diagnose:
     mnistlab doctor examples/pitfalls/relu_log_softmax.py:FixedNet --loss nll --lr 0.1
 """
 
+import sys
+
 import torch
 import torch.nn.functional as F
 from common import fit, mnist
@@ -64,10 +66,12 @@ def symptoms(model: nn.Module) -> str:
 
 
 if __name__ == "__main__":
+    # python relu_log_softmax.py [SEED ...]   (default: seeds 0-4)
+    seeds = [int(a) for a in sys.argv[1:]] or list(range(5))
     for name, build in (("ReLU under log_softmax", Net), ("Sequential, ReLU", sequential_net),
                         ("sigmoid under log_softmax", SigmoidNet), ("fixed", FixedNet)):
         accuracies = []
-        for seed in range(5):
+        for seed in seeds:
             torch.manual_seed(seed)
             model = build()
             accuracies.append(fit(model, lr=0.1, seed=seed, loss_fn=F.nll_loss,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from mnistlab.doctor.findings import Finding
 from mnistlab.doctor.losses import Loss
@@ -170,10 +171,13 @@ def check_output(form: OutputForm, loss: Loss, loss_value: float, produced_by: s
     return []
 
 
-NORMALISED_FIX = """\
-return F.log_softmax(self.fc_out(x), dim=1)      # not F.log_softmax(F.relu(self.fc_out(x)), 1)
-# nn.Sequential(..., nn.Linear(128, 10), nn.LogSoftmax(dim=1))   # nothing between the two
-# train with F.nll_loss; or return the logits and use F.cross_entropy"""
+def _normalised_fix(producer: str | None) -> str:
+    call = ("F.relu" if not producer else f"F.{producer}" if hasattr(F, producer)
+            else f"torch.{producer}" if hasattr(torch, producer) else "F.relu")
+    return (f"return F.log_softmax(self.fc_out(x), dim=1)   # not F.log_softmax({call}("
+            "self.fc_out(x)), dim=1)\n"
+            "# nn.Sequential(..., nn.Linear(128, 10), nn.LogSoftmax(dim=1))   # nothing between\n"
+            "# train with F.nll_loss; or return the logits and use F.cross_entropy")
 
 
 def check_normalised_input(norm: Normalisation | None, loss_value: float,
@@ -209,7 +213,7 @@ def check_normalised_input(norm: Normalisation | None, loss_value: float,
             f"through {ev['fed_by']} fades where it saturates. The output still looks like "
             "proper (log-)probabilities, which is why this goes unnoticed.",
             "drop the bounded activation between the last layer and the softmax:\n"
-            + NORMALISED_FIX)]
+            + _normalised_fix(norm.producer))]
     zero = z == 0
     ev.update(clamped_fraction=float(zero.float().mean()),
               images_with_all_inputs_zero=int(zero.all(1).sum()),
@@ -226,4 +230,5 @@ def check_normalised_input(norm: Normalisation | None, loss_value: float,
         "so a class stuck at 0 for an image cannot be pushed away and one stuck at 0 for every "
         "image is dead for good. After abs, softplus or exp the logits cannot go negative "
         "either: it is the same bug as a ReLU on the output, hidden under the softmax.",
-        "drop the activation between the last layer and the softmax:\n" + NORMALISED_FIX)]
+        "drop the activation between the last layer and the softmax:\n"
+        + _normalised_fix(norm.producer))]
