@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -12,8 +14,9 @@ from PIL import Image, ImageDraw
 from mnistlab.checkpoint import load_model
 from mnistlab.cli import main
 from mnistlab.errors import MnistlabError
-from mnistlab.predict import from_array, load_image, predict, to_mnist
+from mnistlab.predict import from_array, load_image, predict, prepare, to_mnist
 from mnistlab.predict.preprocess import centre_of_mass
+from mnistlab.predict.segment import segment_digits
 
 
 def draw(digit: str, size=(300, 200), box=(40, 40, 160, 260), width=18, background=255,
@@ -117,11 +120,101 @@ def test_alpha_channel_is_composited_on_white():
 @pytest.mark.parametrize("image", [
     Image.new("L", (100, 100), 255), Image.new("L", (100, 100), 0),
     Image.new("RGB", (50, 80), (128, 128, 128)), Image.new("RGBA", (64, 64), (0, 0, 0, 0)),
-    Image.new("L", (1, 1), 0),
-], ids=["white", "black", "grey", "transparent", "one pixel"])
-def test_blank_canvas_is_an_error(image):
+], ids=["white", "black", "grey", "transparent"])
+@pytest.mark.parametrize("method", ["local", "global"])
+def test_blank_canvas_is_an_error(image, method):
     with pytest.raises(MnistlabError, match=r"^empty image: no ink found$"):
-        to_mnist(image)
+        to_mnist(image, method=method)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 40), (300, 5)])
+def test_tiny_picture_is_too_small_not_empty(size):
+    with pytest.raises(MnistlabError, match=r"^image too small \(\d+x\d+ px; a digit needs "
+                                            r"at least 8x8\)$"):
+        to_mnist(Image.new("L", size, 0))
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(MnistlabError, match="unknown preprocessing method 'otsu'"):
+        to_mnist(draw("7"), method="otsu")
+
+
+def gradient_paper_with_small_digit(seed: int = 0) -> Image.Image:
+    """A 7 about 40 px tall in a 640x480 photo whose light falls from 240 to 110 across the
+    sheet, with noise: one background level for the whole picture cannot separate it."""
+    rng = np.random.default_rng(seed)
+    h, w = 480, 640
+    light = np.linspace(110, 240, w)[None, :] * np.linspace(0.9, 1.0, h)[:, None]
+    page = light + rng.normal(0, 3, (h, w))
+    mask = np.asarray(draw("7", size=(w, h), box=(420, 300, 445, 340), width=4)) < 128
+    page[mask] *= 0.35  # dark ink: a third of the paper's brightness wherever it is
+    return Image.fromarray(np.clip(page, 0, 255).astype(np.uint8), mode="L")
+
+
+def test_small_digit_on_unevenly_lit_paper_fills_the_20px_box():
+    image = gradient_paper_with_small_digit()
+    prepared = prepare(image)
+    assert_mnist_form(prepared.array)
+    assert prepared.problems == []
+    x, y, _, h = prepared.box  # found where it was drawn, in the picture's pixels
+    assert abs(x - 418) <= 4 and abs(y - 298) <= 4 and abs(h - 44) <= 6
+    # The global algorithm (one background level from the border) cannot find it at all.
+    with pytest.raises(MnistlabError, match="no ink found"):
+        to_mnist(image, method="global")
+
+
+def ruled_paper_with_digit(line: int = 170) -> Image.Image:
+    """A 7 written on ruled paper: the lines first, the ink over them."""
+    digit = np.asarray(draw("7", size=(400, 300), box=(150, 80, 250, 230), width=14)) < 128
+    paper = Image.new("L", (400, 300), 235)
+    pen = ImageDraw.Draw(paper)
+    for y in range(20, 300, 30):
+        pen.line([(0, y), (400, y)], fill=line, width=2)
+    page = np.asarray(paper).copy()
+    page[digit] = 40
+    return Image.fromarray(page, mode="L")
+
+
+@pytest.mark.parametrize("line", [170, 60], ids=["light lines", "lines as dark as the ink"])
+def test_ruled_lines_are_dropped_but_the_digit_is_kept(line):
+    plain = prepare(draw("7", size=(400, 300), box=(150, 80, 250, 230), width=14,
+                         background=235, ink=40))
+    ruled = prepare(ruled_paper_with_digit(line))
+    assert_mnist_form(ruled.array)
+    assert ruled.problems == []
+    # The same box (the lines crossing the 7 are cut off at its strokes) and the same picture
+    # up to a few pixels (a line through the tip of the 7 may take its last rows).
+    assert all(abs(a - b) <= 5 for a, b in zip(ruled.box, plain.box, strict=True))
+    assert np.abs(ruled.array.astype(float) - plain.array).mean() < 12
+
+
+def test_a_tap_is_not_a_digit_but_not_an_error():
+    canvas = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(canvas).ellipse([130, 130, 146, 146], fill=0)
+    prepared = prepare(canvas)
+    assert prepared.array.shape == (28, 28)
+    assert any(p.startswith("too little ink") for p in prepared.problems)
+    assert prepare(draw("1")).problems == []  # a thick stroke is not a dot
+    assert prepare(draw("7", width=40)).problems == []
+
+
+def test_many_separate_pieces_are_not_a_digit():
+    canvas = Image.new("L", (300, 300), 255)
+    pen = ImageDraw.Draw(canvas)
+    for i in range(4):
+        for j in range(3):
+            pen.line([(30 + 70 * i, 40 + 90 * j), (60 + 70 * i, 80 + 90 * j)], fill=0, width=8)
+    assert any(p.startswith("too many separate pieces (12)")
+               for p in prepare(canvas).problems)
+
+
+def test_specks_beside_the_digit_are_left_out():
+    clean = draw("7")
+    specks = clean.copy()
+    pen = ImageDraw.Draw(specks)
+    for x, y in [(10, 10), (280, 20), (20, 180), (270, 170), (100, 15)]:
+        pen.ellipse([x, y, x + 2, y + 2], fill=0)
+    np.testing.assert_array_equal(to_mnist(specks), to_mnist(clean))
 
 
 def test_load_image_reads_files_and_names_bad_ones(tmp_path):
@@ -184,6 +277,45 @@ def test_predict_gives_probabilities_that_agree_with_the_logits(synthetic_run):
     one = predict(model, normalizer, images[2:3], "cpu", top_k=1)[0]
     np.testing.assert_allclose(one.logits, predictions[2].logits, atol=1e-4)  # batch-independent
     assert predict(model, normalizer, images[:0], "cpu") == []
+
+
+class FakeGate:
+    """Accepts an image when its logit for class 0 is above a threshold."""
+
+    threshold = 0.0
+
+    def scores(self, logits):
+        return logits[:, 0]
+
+    def accepts(self, logits):
+        return self.scores(logits) >= self.threshold
+
+
+def test_predict_says_whether_it_is_a_digit(synthetic_run):
+    model, normalizer, _ = load_model(synthetic_run)
+    images = np.stack([to_mnist(draw(d, width=w)) for d in "17" for w in (10, 20)])
+    plain = predict(model, normalizer, images, "cpu")
+    assert all(p.is_digit is None and p.reason is None for p in plain)
+    assert "is_digit" in plain[0].to_dict() and "reason" not in plain[0].to_dict()
+    gate = FakeGate()
+    gate.threshold = float(np.median([p.logits[0] for p in plain]))
+    problems = [[], [], ["too little ink (a dot, not a drawn shape)"], []]
+    gated = predict(model, normalizer, images, "cpu", gate=gate, problems=problems)
+    for p, q, found in zip(plain, gated, problems, strict=True):
+        assert (q.label, q.logits) == (p.label, p.logits)  # the answer itself is unchanged
+        accepted = p.logits[0] >= gate.threshold
+        assert q.is_digit == (accepted and not found)
+        if found:
+            assert q.reason == found[0]
+        elif not accepted:
+            assert q.reason.startswith("the model does not find it digit-like (score ")
+        else:
+            assert q.reason is None
+    assert {q.is_digit for q in gated} == {True, False}
+    only_problems = predict(model, normalizer, images, "cpu", problems=problems)
+    assert [q.is_digit for q in only_problems] == [True, True, False, True]
+    with pytest.raises(MnistlabError, match="3 problem lists for 4 images"):
+        predict(model, normalizer, images, "cpu", problems=problems[:3])
 
 
 def test_predict_rejects_wrong_input(synthetic_run):
@@ -298,3 +430,122 @@ def test_rerendered_mnist_digits_survive_preprocessing(real_mnist, real_default_
     accuracy = (predicted == labels).mean()
     print(f"re-rendered: {accuracy:.1%}, original: {(original == labels).mean():.1%}")
     assert accuracy >= 0.95
+
+
+# ---- the command: whole numbers, not a digit, --last -------------------------------------
+
+def number_picture() -> Image.Image:
+    """1 7 1 7 written with thick strokes on light grey paper, well apart."""
+    image = Image.new("L", (520, 220), 230)
+    pen = ImageDraw.Draw(image)
+    for i, digit in enumerate("1717"):
+        x = 40 + 120 * i
+        if digit == "1":
+            pen.line([(x + 20, 60), (x + 40, 40), (x + 40, 180)], fill=30, width=12)
+        else:
+            pen.line([(x, 40), (x + 70, 40), (x + 25, 180)], fill=30, width=12)
+    return image
+
+
+def test_cli_predict_number_text(synthetic_run, tmp_path, capsys):
+    path = tmp_path / "number.png"
+    number_picture().save(path)
+    assert main(["predict", str(synthetic_run), str(path), "--number", "--device", "cpu"]) == 0
+    line = capsys.readouterr().out.strip()
+    # e.g. "number.png: 1717  (1 99.8%, 7 97.1%, 1 99.9%, 7 98.4%)": four digits read
+    match = re.fullmatch(rf"{re.escape(str(path))}: (\d{{4}})  \((.*)\)", line)
+    assert match, line
+    parts = match.group(2).split(", ")
+    assert len(parts) == 4 and all(re.fullmatch(r"\d \d+\.\d%", p) for p in parts)
+    assert "".join(p[0] for p in parts) == match.group(1)
+
+
+def test_cli_predict_number_json_and_boxes(synthetic_run, tmp_path, capsys):
+    path = tmp_path / "number.png"
+    number_picture().save(path)
+    seen = tmp_path / "seen"
+    assert main(["predict", str(synthetic_run), str(path), "--number", "--json",
+                 "--save-preprocessed", str(seen)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (entry,) = report["predictions"]
+    assert entry["file"] == str(path) and len(entry["digits"]) == 4
+    assert entry["text"] == "".join(str(d["label"]) for d in entry["digits"])
+    expected = [c.box for c in segment_digits(number_picture())]
+    assert [tuple(d["box"]) for d in entry["digits"]] == expected
+    ink = np.asarray(number_picture()) < 128
+    for i, d in enumerate(entry["digits"]):  # each box is that digit's own ink, as drawn
+        slot = np.zeros_like(ink)
+        slot[:, 20 + 120 * i : 140 + 120 * i] = True
+        ys, xs = np.nonzero(ink & slot)
+        assert tuple(d["box"]) == (xs.min(), ys.min(), xs.max() + 1 - xs.min(),
+                                   ys.max() + 1 - ys.min())
+        assert 0 <= d["probability"] <= 1
+    gate = report["digit_gate"]
+    assert isinstance(gate["calibrated"], bool)
+    assert gate["description"].startswith("not-a-digit gate: ")
+    names = sorted(p.name for p in seen.iterdir())
+    assert names == ["number-boxes.png", *[f"number-digit{i}.png" for i in range(1, 5)]]
+    boxes = np.asarray(Image.open(seen / "number-boxes.png"))
+    assert boxes.shape == (220, 520, 3)
+    x, y, w, _ = expected[0]
+    assert tuple(boxes[y, x + w // 2]) == (230, 30, 30)  # the box's top edge, drawn in red
+    np.testing.assert_array_equal(np.asarray(Image.open(seen / "number-digit2.png")),
+                                  segment_digits(number_picture())[1].array)
+
+
+def test_cli_predict_says_not_a_digit_for_a_tap(synthetic_run, tmp_path, capsys):
+    tap = tmp_path / "tap.png"
+    canvas = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(canvas).ellipse([130, 130, 146, 146], fill=0)
+    canvas.save(tap)
+    assert main(["predict", str(synthetic_run), str(tap)]) == 0
+    out = capsys.readouterr().out.strip()
+    assert re.fullmatch(rf"{re.escape(str(tap))}: not a digit \(best guess \d, \d+\.\d%\)", out)
+    assert main(["predict", str(synthetic_run), str(tap), "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)["predictions"]
+    assert entry["is_digit"] is False and entry["reason"].startswith("too little ink")
+    assert main(["predict", str(synthetic_run), str(tap), "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert "why not a digit: too little ink" in out and "not-a-digit gate:" in out
+
+
+def test_cli_predict_json_says_is_digit(synthetic_run, image_dir, capsys):
+    assert main(["predict", str(synthetic_run), str(image_dir), "--json"]) == 0
+    for entry in json.loads(capsys.readouterr().out)["predictions"]:
+        assert isinstance(entry["is_digit"], bool)
+        assert ("reason" in entry) == (not entry["is_digit"])
+
+
+def test_cli_predict_needs_last_for_a_run_without_best(synthetic_run, image_dir, tmp_path,
+                                                      capsys):
+    run = tmp_path / "interrupted"
+    run.mkdir()
+    shutil.copy(synthetic_run / "last.pt", run / "last.pt")
+    image = str(image_dir / "one.png")
+    assert main(["predict", str(run), image]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no best.pt" in err and "--last" in err
+    assert main(["predict", str(run), image, "--last"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{image}: ")
+    assert captured.err.startswith("note: using ") and "last.pt" in captured.err
+    # A complete run with --last uses its last.pt too, and says so.
+    assert main(["predict", str(synthetic_run), image, "--last"]) == 0
+    assert "last.pt" in capsys.readouterr().err
+
+
+def test_cli_predict_refuses_no_denoise_with_number(synthetic_run, image_dir, capsys):
+    assert main(["predict", str(synthetic_run), str(image_dir / "one.png"), "--number",
+                 "--no-denoise"]) == 2
+    assert "--no-denoise does not apply to --number" in capsys.readouterr().err
+
+
+def test_cli_predict_number_reports_blank_pictures(synthetic_run, tmp_path, capsys):
+    blank = tmp_path / "blank.png"
+    Image.new("L", (200, 100), 255).save(blank)
+    tiny = tmp_path / "tiny.png"
+    Image.new("L", (1, 1), 0).save(tiny)
+    assert main(["predict", str(synthetic_run), str(blank), str(tiny), "--number"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"mnistlab: error: {blank}: empty image: no ink found",
+        f"mnistlab: error: {tiny}: image too small (1x1 px; a digit needs at least 8x8)"]
