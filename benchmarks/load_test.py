@@ -2,6 +2,9 @@
 
     flock /tmp/mnistlab-cpu.lock python benchmarks/load_test.py runs/NAME \
         --requests 2000 --concurrency 8
+    # serving threads, side by side, quiet and while a training-like job loads every core:
+    flock /tmp/mnistlab-timing.lock python benchmarks/load_test.py runs/NAME \
+        --threads 1,2 --contention --requests 300 --concurrency 1
 
 Starts the server in a child process (or uses --url), sends PNG drawings of digits - real
 MNIST test digits blown up to a 280x280 canvas when MNISTLAB_DATA has them, else synthetic
@@ -13,8 +16,10 @@ a floor for what the server alone could do.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -140,6 +145,52 @@ def run_load(url: str, payloads: list[bytes], labels: list[int | None], *, reque
     return report
 
 
+# A training-like job: conv forward and backward passes on every core (PyTorch's default
+# threads), as when `mnistlab train` runs on the same machine as the server.
+CONTENDER = """
+import torch
+from torch import nn
+net = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(),
+                    nn.Flatten(), nn.Linear(64 * 24 * 24, 10))
+opt = torch.optim.SGD(net.parameters(), lr=0.01)
+x, y = torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))
+while True:
+    opt.zero_grad(); nn.functional.cross_entropy(net(x), y).backward(); opt.step()
+"""
+
+
+@contextlib.contextmanager
+def contention(on: bool):
+    """A training-like job in a child process for as long as the block lasts (if `on`)."""
+    if not on:
+        yield
+        return
+    job = subprocess.Popen([sys.executable, "-c", CONTENDER])
+    try:
+        time.sleep(3)  # let it start and load the cores
+        yield
+    finally:
+        job.terminate()
+        job.wait()
+
+
+def compare_threads(checkpoint: str, threads: list[int], with_contention: bool,
+                    device: str, **kwargs) -> list[dict]:
+    """The same load against one server per thread count, quiet and (optionally) contended."""
+    from mnistlab.serve.background import running_server
+
+    rows = []
+    for n in threads:
+        with running_server(checkpoint, device=device, extra_args=("--threads", str(n))) as url:
+            for contended in ([False, True] if with_contention else [False]):
+                with contention(contended):
+                    report = run_load(url, **kwargs)
+                rows.append({"threads": n, "contention": contended, **report.summary()})
+                print(f"threads {n}, {'under contention' if contended else 'quiet'}: "
+                      f"{report.describe()}", file=sys.stderr, flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     where = parser.add_mutually_exclusive_group(required=True)
@@ -149,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--endpoint", choices=["/predict", "/activations"], default="/predict")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", help="compare serving threads, e.g. 1,2 (one server each)")
+    parser.add_argument("--contention", action="store_true",
+                        help="with --threads: also measure while a training-like job runs")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.concurrency < 1:
@@ -157,6 +211,18 @@ def main(argv: list[str] | None = None) -> int:
     payloads, labels, source = make_payloads()
     kwargs = dict(requests=args.requests, concurrency=args.concurrency, endpoint=args.endpoint,
                   source=source)
+    if args.threads:
+        if args.url:
+            parser.error("--threads starts its own servers; it cannot be used with --url")
+        try:
+            threads = [int(t) for t in args.threads.split(",")]
+        except ValueError:
+            parser.error(f"--threads: expected numbers such as 1,2, got {args.threads!r}")
+        rows = compare_threads(args.checkpoint, threads, args.contention, args.device,
+                               payloads=payloads, labels=labels, **kwargs)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        return 1 if any(row["errors"] for row in rows) else 0
     if args.url:
         report = run_load(args.url, payloads, labels, **kwargs)
     else:
