@@ -406,3 +406,95 @@ def test_serve_command_refuses_a_taken_port(run_dir, capsys):
         port = s.getsockname()[1]
         assert main(["serve", str(run_dir), "--port", str(port)]) == 2
     assert "cannot listen" in capsys.readouterr().err
+
+
+# ---- not a digit, whole numbers, a NumPy run ------------------------------------------------
+
+
+def number_png(width: int = 600, height: int = 200, dark_on_light: bool = True) -> bytes:
+    """Two strokes far apart - a "1" and a "7" - on one picture."""
+    image = Image.new("L", (width, height), 255 if dark_on_light else 0)
+    pen = ImageDraw.Draw(image)
+    ink = 0 if dark_on_light else 255
+    sx, sy = width / 600, height / 200
+    pen.line([(150 * sx, 30 * sy), (150 * sx, 170 * sy)], fill=ink, width=int(14 * sy))
+    pen.line([(380 * sx, 40 * sy), (480 * sx, 40 * sy), (420 * sx, 170 * sy)], fill=ink,
+             width=int(14 * sy))
+    return encode(image)
+
+
+def test_single_answers_say_is_digit(client):
+    one = client.post("/predict", content=drawn_digit("1"),
+                      headers={"content-type": "image/png"}).json()
+    assert isinstance(one["is_digit"], bool)
+    batch = client.post("/predict/batch", json={"images": [{"pixels": digit_pixels()}]}).json()
+    assert isinstance(batch["predictions"][0]["is_digit"], bool)
+    maps = client.post("/activations", json={"pixels": digit_pixels()}).json()
+    assert isinstance(maps["prediction"]["is_digit"], bool)
+
+
+def test_a_tap_is_not_a_digit(client):
+    """A single dot on the canvas: the preprocessing says so, whatever the model thinks."""
+    image = Image.new("L", (280, 280), 0)
+    ImageDraw.Draw(image).ellipse([130, 130, 150, 150], fill=255)
+    body = client.post("/predict", content=encode(image),
+                       headers={"content-type": "image/png"}).json()
+    assert body["is_digit"] is False and body["reason"]
+    maps = client.post("/activations", content=encode(image),
+                       headers={"content-type": "image/png"}).json()
+    assert maps["prediction"]["is_digit"] is False
+
+
+def test_model_info_describes_the_gate(client):
+    gate = client.get("/model").json()["digit_gate"]
+    assert gate["calibrated"] is False and "fallback" in gate["description"]
+
+
+@pytest.mark.parametrize("size", [(600, 200), (3000, 1000)])
+def test_number_reads_digits_with_boxes(client, size):
+    response = client.post("/predict?number=true", content=number_png(*size),
+                           headers={"content-type": "image/png"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    digits = body["digits"]
+    assert len(digits) == 2 and body["text"] == "".join(d["class"] for d in digits)
+    sx = size[0] / 600
+    (x1, y1, w1, h1), (x2, _, w2, _) = digits[0]["box"], digits[1]["box"]
+    # Boxes in the picture's own pixels, also when the server reduced a large picture.
+    assert abs(x1 + w1 / 2 - 150 * sx) < 15 * sx and abs(y1 + h1 / 2 - 100 * sx) < 15 * sx
+    assert 360 * sx < x2 < 400 * sx and 90 * sx < w2 < 130 * sx
+    for d in digits:
+        assert set(d) >= {"label", "class", "probability", "box", "is_digit", "input"}
+        assert np.array(d["input"]).shape == (28, 28)
+
+
+@pytest.mark.parametrize(("url", "kwargs", "status", "words"), [
+    ("/predict?number=true", {"json": {"pixels": digit_pixels()}}, 400, "needs a picture"),
+    ("/predict?number=perhaps", {"json": {"pixels": digit_pixels()}}, 400, "true or false"),
+    ("/predict/batch?number=true", {"json": {"images": []}}, 400, "/predict"),
+    ("/predict?number=true", {"content": encode(Image.new("L", (300, 100), 255)),
+                              "headers": {"content-type": "image/png"}}, 422, "no ink"),
+])
+def test_number_refusals(client, url, kwargs, status, words):
+    response = client.post(url, **kwargs)
+    assert response.status_code == status and words in response.json()["error"]
+
+
+def test_serves_a_numpy_backend_run(tmp_path):
+    """A run of the NumPy network (.npz checkpoint) serves like any other (issue 12)."""
+    from conftest import load_synthetic, write_dataset
+
+    from mnistlab.train import resolve_config, train
+
+    data = load_synthetic(write_dataset(tmp_path / "data"))
+    config = resolve_config(model="mlp", backend="numpy", epochs=1, val_size=100,
+                            runs_dir=str(tmp_path / "runs"), name="numpy",
+                            model_args={"hidden": "32"})
+    run = train(config, data=data, stream=io.StringIO()).run_dir
+    assert any(run.glob("*.npz"))
+    client = TestClient(create_app(DigitModel.load(run, torch.device("cpu"))))
+    info = client.get("/model").json()
+    assert info["name"] == "mlp" and info["run"] == "numpy"
+    body = client.post("/predict", json={"pixels": digit_pixels()}).json()
+    assert len(body["probabilities"]) == 10 and isinstance(body["is_digit"], bool)
+    assert client.post("/activations", json={"pixels": digit_pixels()}).json()["layers"] == []

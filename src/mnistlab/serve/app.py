@@ -3,7 +3,9 @@
     GET  /                 the drawing page (static/index.html, with its CSS and JavaScript)
     GET  /healthz          {"status": "ok"}
     GET  /model            name, parameters, data set, classes, test accuracy of its run
-    POST /predict          one image  -> label, class, probability, probabilities, input (28x28)
+    POST /predict          one image  -> label, class, probability, probabilities, is_digit,
+                                         input (28x28)
+    POST /predict?number=true  a picture of a number -> text, digits (label, box, ...)
     POST /predict/batch    many       -> {"predictions": [...]}
     POST /activations      one image  -> {"prediction": {...}, "layers": [feature maps]}
 
@@ -24,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mnistlab import __version__
-from mnistlab.serve.inputs import read_items, to_digit
+from mnistlab.serve.inputs import read_items, to_digit, to_number
 from mnistlab.serve.limits import (
     SECURITY_HEADERS,
     ApiError,
@@ -72,30 +74,46 @@ def create_app(service: DigitModel, limits: Limits | None = None) -> FastAPI:
 
     @app.post("/predict")
     async def predict_one(request: Request) -> dict[str, Any]:
-        digits = await _digits(request, batch=False)
-        return (await run_in_threadpool(service.predict, digits))[0]
+        if number_requested(request):
+            return await run_in_threadpool(service.predict_number, await _number(request))
+        digits, problems = await _digits(request, batch=False)
+        return (await run_in_threadpool(service.predict, digits, problems))[0]
 
     @app.post("/predict/batch")
     async def predict_batch(request: Request) -> dict[str, Any]:
-        digits = await _digits(request, batch=True)
-        return {"predictions": await run_in_threadpool(service.predict, digits)}
+        if number_requested(request):
+            raise ApiError(400, "number=true is for /predict (one picture of a number)")
+        digits, problems = await _digits(request, batch=True)
+        return {"predictions": await run_in_threadpool(service.predict, digits, problems)}
 
     @app.post("/activations")
     async def activations(request: Request) -> dict[str, Any]:
-        digits = await _digits(request, batch=False)
+        if number_requested(request):
+            raise ApiError(400, "number=true is for /predict (one picture of a number)")
+        digits, problems = await _digits(request, batch=False)
+        return await run_in_threadpool(service.predict_with_feature_maps, digits[0],
+                                       problems[0])
 
-        return await run_in_threadpool(service.predict_with_feature_maps, digits[0])
-
-    async def _digits(request: Request, batch: bool) -> np.ndarray:
+    async def _digits(request: Request, batch: bool) -> tuple[np.ndarray, list[list[str]]]:
         items = await read_items(request, batch, limits)
 
-        def decode() -> list[np.ndarray]:
+        def decode() -> list[tuple[np.ndarray, list[str]]]:
             # A bounded number at a time: a large picture costs tens of MB while decoded.
             with limits.decode_slots:
                 return [to_digit(field, item, limits) for field, item in items]
 
         # Decoding and preprocessing are CPU work: off the event loop, in threads.
-        return np.stack(await run_in_threadpool(decode))
+        decoded = await run_in_threadpool(decode)
+        return np.stack([d for d, _ in decoded]), [p for _, p in decoded]
+
+    async def _number(request: Request) -> list:
+        ((field, item),) = await read_items(request, False, limits)
+
+        def decode() -> list:
+            with limits.decode_slots:
+                return to_number(field, item, limits)
+
+        return await run_in_threadpool(decode)
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     # Added last = outermost: headers and Host first, then the body cap (before any route or
@@ -104,6 +122,14 @@ def create_app(service: DigitModel, limits: Limits | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limits=limits)
     app.add_middleware(GuardMiddleware, limits=limits)
     return app
+
+
+def number_requested(request: Request) -> bool:
+    """The `number` query parameter: read the picture as a whole number, digit by digit."""
+    value = request.query_params.get("number", "false").strip().lower()
+    if value not in ("true", "1", "false", "0", ""):
+        raise ApiError(400, f"number: expected true or false, got '{value[:20]}'")
+    return value in ("true", "1")
 
 
 async def send_json(send, status: int, message: str, extra: tuple = ()) -> None:

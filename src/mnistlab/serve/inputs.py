@@ -8,7 +8,8 @@ Accepted bodies, for `/predict` (one image) and `/predict/batch` (many):
                           batch: {"images": [ {...}, {...} ]}
 
 Uploaded pictures go through the same MNIST-style preprocessing as `mnistlab predict`
-(mnistlab.predict.preprocess.to_mnist); 28x28 arrays are taken to be in MNIST form already.
+(mnistlab.predict.preprocess.prepare, or segment_digits for a whole number); 28x28 arrays
+are taken to be in MNIST form already.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from mnistlab.errors import MnistlabError
-from mnistlab.predict.preprocess import from_array, to_mnist
-from mnistlab.serve.limits import IMAGE_FORMATS, ApiError, Limits, decode_image
+from mnistlab.predict.preprocess import from_array, prepare
+from mnistlab.predict.segment import DigitCrop, segment_digits
+from mnistlab.serve.limits import IMAGE_FORMATS, SCALE_KEY, ApiError, Limits, decode_image
 
 FILE_FIELDS = ("file", "image")
 MAX_JSON_DEPTH = 16  # {"images": [{"pixels": [[...]]}]} needs 4
@@ -126,19 +128,40 @@ def _json_item(entry: Any, where: str) -> tuple[str, Any]:
         raise ApiError(400, f"{where}.image: not valid base64") from None
 
 
-def to_digit(field: str, item: Any, limits: Limits) -> np.ndarray:
-    """One item -> uint8 (28, 28). Empty canvases are a 422: the request was well formed."""
+def to_digit(field: str, item: Any, limits: Limits) -> tuple[np.ndarray, list[str]]:
+    """One item -> (uint8 (28, 28), what looks wrong with it as a digit). Empty canvases are
+    a 422: the request was well formed."""
     try:
         if isinstance(item, bytes):
-            return to_mnist(decode_image(item, limits, field))
+            prepared = prepare(decode_image(item, limits, field))
+            return prepared.array, list(prepared.problems)
         try:
             array = np.asarray(item, dtype=np.float64)
         except (ValueError, TypeError, OverflowError):
             raise ApiError(400, f"{field}: must be a 28x28 list of numbers") from None
         digit = from_array(array)
-        if not digit.any():  # to_mnist refuses a blank picture; refuse a blank array alike
+        if not digit.any():  # prepare refuses a blank picture; refuse a blank array alike
             raise MnistlabError("empty image: no ink found")
-        return digit
+        return digit, []
     except MnistlabError as e:
-        status = 422 if "no ink" in str(e) else 400
-        raise ApiError(status, f"{field}: {e}") from None
+        raise refusal(field, e) from None
+
+
+def to_number(field: str, item: Any, limits: Limits) -> list[DigitCrop]:
+    """One picture -> its digits left to right, boxes in the picture's own pixels."""
+    if not isinstance(item, bytes):
+        raise ApiError(400, f"{field}: number=true needs a picture (an image upload or "
+                            "\"image\"), not 28x28 pixels")
+    try:
+        image = decode_image(item, limits, field)
+        crops = segment_digits(image)
+    except MnistlabError as e:
+        raise refusal(field, e) from None
+    scale = float(image.info.get(SCALE_KEY, 1.0))
+    return [DigitCrop(tuple(round(v * scale) for v in crop.box), crop.array)  # type: ignore[arg-type]
+            for crop in crops]
+
+
+def refusal(field: str, error: MnistlabError) -> ApiError:
+    status = 422 if "no ink" in str(error) else 400
+    return ApiError(status, f"{field}: {error}")

@@ -36,6 +36,7 @@ SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
 }
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+SCALE_KEY = "mnistlab_scale"
 IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg"}
 
 
@@ -123,7 +124,10 @@ def decode_image(data: bytes, limits: Limits, field: str = "image") -> Image.Ima
         factor = math.ceil(max(image.size) / limits.work_side)
         if factor > 1:
             image = reduced(image, factor)
-        return ImageOps.exif_transpose(image) or image  # photos taken sideways
+        scale = width / image.size[0]  # original pixels per decoded pixel
+        image = ImageOps.exif_transpose(image) or image  # photos taken sideways
+        image.info[SCALE_KEY] = scale  # boxes found in it are scaled back by this
+        return image
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ApiError(400, f"{field}: unreadable {image.format} image "
                             f"({str(e).strip() or type(e).__name__})") from None

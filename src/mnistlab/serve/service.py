@@ -12,6 +12,7 @@ import functools
 import io
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ from mnistlab.checkpoint import load_model
 from mnistlab.data.pipeline import Normalizer
 from mnistlab.errors import MnistlabError
 from mnistlab.models.summary import count_params
-from mnistlab.predict.predict import predict, predictions_from_logits
+from mnistlab.predict.predict import Prediction, predict, predictions_from_logits
+from mnistlab.predict.reject import DigitGate
+from mnistlab.predict.segment import DigitCrop
 from mnistlab.train.rundir import read_json
 from mnistlab.viz.activations import Activation, capture_activations
 
@@ -38,6 +41,8 @@ class DigitModel:
         self.model, self.normalizer, self.state, self.device = model, normalizer, state, device
         classes = state.get("classes") or [str(i) for i in range(10)]
         self.classes = [str(c) for c in classes]
+        # "Not a digit": the threshold calibrated in training, else an uncalibrated fallback.
+        self.gate = DigitGate.from_state(state)
         self.lock = threading.Lock()
 
     @classmethod
@@ -45,22 +50,46 @@ class DigitModel:
         model, normalizer, state = load_model(path, device)
         return cls(model, normalizer, state, device)
 
-    def predict(self, digits: np.ndarray) -> list[dict[str, Any]]:
-        """uint8 (N, 28, 28) -> one dict per image: label, class, probabilities, input."""
+    def predict(self, digits: np.ndarray,
+                problems: list[list[str]] | None = None) -> list[dict[str, Any]]:
+        """uint8 (N, 28, 28) -> one dict per image: label, class, probabilities, is_digit,
+        input. `problems`: what the preprocessing found wrong with each picture."""
         with self.lock:
-            predictions = predict(self.model, self.normalizer, digits, self.device)
+            predictions = predict(self.model, self.normalizer, digits, self.device,
+                                  gate=self.gate, problems=problems or [[] for _ in digits])
         return [{**p.to_dict(self.classes), "input": d.tolist()}
                 for p, d in zip(predictions, digits, strict=True)]
 
-    def predict_with_feature_maps(self, digit: np.ndarray) -> dict[str, Any]:
+    def predict_number(self, crops: list[DigitCrop]) -> dict[str, Any]:
+        """The digits of a whole number, left to right: the text read, and per digit its
+        label, probability, is_digit, box [x, y, width, height] and input."""
+        digits = [{**p, "box": [int(v) for v in crop.box]}
+                  for crop, p in zip(crops, self.predict(np.stack([c.array for c in crops])),
+                                     strict=True)]
+        return {"text": "".join(d["class"] for d in digits), "digits": digits}
+
+    def predict_with_feature_maps(self, digit: np.ndarray,
+                                  problems: list[str] | None = None) -> dict[str, Any]:
         """One uint8 (28, 28) digit -> its prediction and what the first convolution blocks
         output, from a single forward pass."""
         x = self.normalizer(torch.from_numpy(digit)[None].to(self.device))
         with self.lock:
             activations, logits = capture_activations(self.model, x)
         (prediction,) = predictions_from_logits(logits)
+        prediction = self.judge(prediction, logits, problems or [])
         return {"prediction": {**prediction.to_dict(self.classes), "input": digit.tolist()},
                 "layers": [render_layer(conv, act) for conv, act in first_blocks(activations)]}
+
+    def judge(self, prediction: Prediction, logits: torch.Tensor,
+              problems: list[str]) -> Prediction:
+        """is_digit as mnistlab.predict.predict.predict decides it, for one prediction whose
+        logits came from elsewhere (the feature-map pass)."""
+        if problems:
+            return replace(prediction, is_digit=False, reason="; ".join(problems))
+        if not bool(self.gate.accepts(logits)[0]):
+            return replace(prediction, is_digit=False,
+                           reason="the model does not find it digit-like")
+        return replace(prediction, is_digit=True)
 
     def info(self) -> dict[str, Any]:
         spec = self.state.get("model") or {}
@@ -82,6 +111,8 @@ class DigitModel:
             "epoch": self.state.get("epoch"),
             "test_accuracy": summary.get("test_accuracy"),
             "device": str(self.device),
+            "digit_gate": {"calibrated": self.gate.calibrated,
+                           "description": self.gate.describe()},
         }
 
 
