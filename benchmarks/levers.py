@@ -1,5 +1,8 @@
 """Which speed levers pay on this CPU: training-step throughput of the default model.
 
+The precision/layout rows are what `mnistlab train` measures at start-up on every machine
+(mnistlab.train.precision); this script shows them next to the other levers.
+
     python benchmarks/levers.py [--lock /tmp/mnistlab-cpu.lock] [--no-compile]
 
 Every variant runs the real training step (forward, cross-entropy, backward, SGD-Nesterov,
@@ -35,15 +38,16 @@ class Variant:
     name: str
     bf16: bool = True
     channels_last: bool = True
-    batch: int = 128
+    batch: int = 256
     threads: int | None = None
-    model: Callable[[], nn.Module] = field(default=lambda: create_model("fast"))
+    model: Callable[[], nn.Module] = field(default=lambda: create_model("fast-strided"))
     compile: bool = False
     foreach: bool | None = None
 
 
 def previous_fast(width: int = 32) -> nn.Module:
-    """The default model before this work: three 3x3 conv-BN-ReLU-pool blocks at 28/14/7 px."""
+    """The default model before the `fast` design: three 3x3 conv-BN-ReLU-pool blocks at
+    28/14/7 px."""
     def block(c_in: int, c_out: int) -> list[nn.Module]:
         return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
                 nn.ReLU(), nn.MaxPool2d(2)]
@@ -52,18 +56,29 @@ def previous_fast(width: int = 32) -> nn.Module:
                          nn.Linear(36 * w, 10))
 
 
+def strided_without_fc() -> nn.Module:
+    """fast-strided less its hidden fully connected layer (conv features straight to 10)."""
+    net = create_model("fast-strided")
+    net.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * 16, 10))
+    return net
+
+
 VARIANTS = [
-    Variant("default: bf16 + channels-last, batch 128"),
-    Variant("fp32", bf16=False),
+    Variant("default: fast-strided, bf16 + channels-last, batch 256"),
+    Variant("fp32 + channels-last", bf16=False),
     Variant("bf16, no channels-last", channels_last=False),
     Variant("fp32, no channels-last", bf16=False, channels_last=False),
     Variant("1 thread", threads=1),
-    Variant("batch 64", batch=64),
-    Variant("batch 256", batch=256),
+    Variant("batch 128", batch=128),
+    Variant("batch 512", batch=512),
+    Variant("batch 288 (256 + outlier exposure's 32 negatives)", batch=288),
     Variant("SGD foreach=True", foreach=True),
-    Variant("previous fast design (width 32)", model=previous_fast),
-    Variant("previous fast design (width 16)", model=lambda: previous_fast(16)),
-    Variant("fast width 32", model=lambda: create_model("fast", width=32)),
+    Variant("fast-strided without the hidden fc", model=strided_without_fc),
+    Variant("previous default: fast (width 16), batch 128", batch=128,
+            model=lambda: create_model("fast")),
+    Variant("fast (width 16), batch 256", model=lambda: create_model("fast")),
+    Variant("fast-strided width 20", model=lambda: create_model("fast-strided", width=20)),
+    Variant("the fast design before (width 32), batch 128", batch=128, model=previous_fast),
 ]
 
 
@@ -133,7 +148,10 @@ def main() -> int:
             m = statistics.median(s.rate(args.seconds) for _ in range(args.rounds))
         rows.append((f"torch.compile (first two steps: {compile_s:.1f} s)", f"{m:,.0f}",
                      f"{m / base:.2f}x"))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, medians of "
+    from mnistlab.device import cpu_model
+
+    print(f"CPU {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"medians of "
           f"{args.rounds} rounds of {args.seconds} s\n")
     print("| variant | train images/s | vs default |\n|---|---:|---:|")
     for row in rows:

@@ -2,15 +2,18 @@
 
     python benchmarks/run.py            # about 4-6 minutes on a 2-core laptop-class CPU
     python benchmarks/run.py --quick    # about 1 minute: the example runs 150 batches
-    python benchmarks/run.py --lock /tmp/mnistlab-cpu.lock   # on a shared machine
+    python benchmarks/run.py --lock /tmp/mnistlab-timing.lock   # on a shared machine
 
 Same machine, same MNIST files, same thread count throughout. Sections:
   1. mnistlab's default recipe (`mnistlab train`, no options): time to >= 99.0% test
-     accuracy, seconds per epoch, images/s; plus the whole command timed from outside.
+     accuracy, seconds per epoch, images/s, the precision it chose (measured at start-up);
+     plus the whole command timed from outside.
   2. A faithful replica of the official example (benchmarks/example_replica.py): per-sample
-     PIL images through a DataLoader, its network, Adadelta, StepLR, batch 64.
-  3. The same network and optimiser fed by mnistlab's tensor pipeline (the Batcher):
-     separates the data-path speed-up from the recipe speed-up.
+     PIL images through a DataLoader, its network, Adadelta, StepLR, batch 64, run until its
+     test accuracy passes 99.0% (at most --example-epochs, default 4: the unchanged example
+     needs 3 or 4), so that the headline is a ratio of times to 99%, not a lower bound.
+  3. The same network and optimiser fed by mnistlab's tensor pipeline (the Batcher), one
+     epoch: separates the data-path speed-up from the recipe speed-up.
   4. The data path alone: images/s of the Batcher against the per-sample DataLoader.
   5. Inference with the default model (batch 1000 throughput, batch 1 latency) and data
      loading time (cached decode and MD5 verification).
@@ -72,7 +75,10 @@ def mnistlab_default(data: DigitData, runs_dir: str, threads: int | None) -> dic
     """The default recipe, unchanged, with test accuracy logged per epoch (never used to
     choose anything) so that we can see when it crosses the target."""
     config = resolve_config(track_test=True, runs_dir=runs_dir, name="default", threads=threads)
-    result = train(config, data=data, stream=io.StringIO())
+    out = io.StringIO()
+    result = train(config, data=data, stream=out)
+    precision = next((line.removeprefix("precision: ") for line in out.getvalue().splitlines()
+                      if line.startswith("precision: ")), "?")
     epochs = _epoch_rows(result.run_dir)
     elapsed, reached = 0.0, None
     for row in epochs:
@@ -85,7 +91,8 @@ def mnistlab_default(data: DigitData, runs_dir: str, threads: int | None) -> dic
             "time_to_target_s": reached, "train_seconds": s["train_seconds"],
             "seconds_per_epoch": s["train_seconds"] / s["epochs_run"],
             "images_per_s": s["images_per_s"], "test_accuracy": s["test_accuracy"],
-            "bf16": s["bf16"], "model": result.model}
+            "bf16": s["bf16"], "precision": precision, "model_name": config.model,
+            "outlier_exposure": config.outlier_exposure, "model": result.model}
 
 
 def _epoch_rows(run_dir: Path) -> list[dict[str, Any]]:
@@ -103,11 +110,14 @@ def whole_command(runs_dir: str, threads: int | None) -> float:
     return time.perf_counter() - start
 
 
-def example_with_dataloader(data: DigitData, epochs: int,
-                            max_batches: int | None) -> list[dict[str, float]]:
+def example_with_dataloader(data: DigitData, epochs: int, max_batches: int | None,
+                            lock: str | None) -> list[dict[str, float]]:
+    """The example until its test accuracy passes the target, or `epochs` epochs."""
     train_loader, test_loader = example.loaders(data.train_images, data.train_labels,
                                                 data.test_images, data.test_labels)
-    rows = example.run(lambda: train_loader, lambda: test_loader, epochs, max_batches)
+    rows = example.run(lambda: train_loader, lambda: test_loader, epochs, max_batches,
+                       stop_at=None if max_batches else TARGET,
+                       each_epoch=lambda: holding(lock))  # the lock, an epoch at a time
     for row in rows:  # a partial epoch is scaled to a whole one, and says so
         row["seconds_per_epoch"] = row["seconds"] * len(data.train_labels) / row["images"]
     return rows
@@ -190,18 +200,35 @@ def table(results: dict[str, Any]) -> str:
     ex3_spe = statistics.median(e["seconds_per_epoch"] for e in ex3)
     ex_total = sum(e["seconds"] for e in ex)
     ex_reached = [e for e in ex if e["test_accuracy"] >= TARGET]
-    ex_reach = (f"{sum(e['seconds'] for e in ex[: ex.index(ex_reached[0]) + 1]):.1f} s"
-                if ex_reached else f"not reached in {len(ex)} epoch(s) (> {ex_total:.0f} s)")
+    ex_time = (sum(e["seconds"] for e in ex[: ex.index(ex_reached[0]) + 1]) if ex_reached
+               else None)
+    ex_reach = (f"{ex_time:.1f} s ({len(ex[: ex.index(ex_reached[0]) + 1])} epochs)"
+                if ex_time else f"not reached in {len(ex)} epoch(s) (> {ex_total:.0f} s)")
     partial = "" if ex_last["images"] >= 60000 else (
         f" (partial: {ex_last['images']:,} images per epoch, seconds scaled to a full epoch)")
+    t1 = d1["time_to_target_s"]
+    if t1 and ex_time:
+        headline = (f"**Time to 99.0% test accuracy: mnistlab {t1:.1f} s, the official example "
+                    f"{ex_time:.1f} s: {ratio(ex_time / t1)}**")
+    elif t1:
+        headline = (f"**Time to 99.0%: mnistlab {t1:.1f} s; the official example had not "
+                    f"reached it after {len(ex)} epoch(s), {ex_total:.0f} s: "
+                    f"> {ratio(ex_total / t1)} (a lower bound)**")
+    else:
+        headline = "**mnistlab's default recipe did not reach 99.0% test accuracy in this run**"
     lines = [
+        headline + f" (side by side in this run; CPU: {m['cpu']}; mnistlab's precision: "
+        f"{d1.get('precision', '?')}).",
+        "",
         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['threads']} threads, "
         f"Python {m['python']}; load average {m['load_average_at_start']} at start "
         f"(other processes on the machine inflate every time below alike).",
         "",
         "| # | contender | s/epoch | images/s | test accuracy per epoch | time to 99.0% |",
         "|---|---|---:|---:|---|---:|",
-        f"| 1 | mnistlab default recipe (fast net, one-cycle SGD, bf16 {d1['bf16']}) | "
+        f"| 1 | mnistlab default recipe ({d1.get('model_name', 'fast')} net, one-cycle SGD, "
+        f"{d1.get('precision', '?').split(' (')[0]}, outlier exposure "
+        f"{d1.get('outlier_exposure', 'off')}) | "
         f"{d1['seconds_per_epoch']:.1f} | {fmt_rate(d1['images_per_s'])} | "
         + ", ".join(f"{e['test_accuracy']:.2%}" for e in d1["epochs"])
         + f" (final, best-on-val: {d1['test_accuracy']:.2%}) | "
@@ -218,9 +245,11 @@ def table(results: dict[str, Any]) -> str:
         "|---|---:|",
         f"| (1) vs (2), seconds per epoch | {ratio(ex_spe / d1['seconds_per_epoch'])} |",
     ]
-    if d1["time_to_target_s"] and not ex_reached:
+    if t1 and ex_time:
+        lines.append(f"| (1) vs (2), time to 99.0% | {ratio(ex_time / t1)} |")
+    elif t1:
         lines.append(f"| (1) vs (2), time to 99.0% (example not there yet: a lower bound) | "
-                     f"> {ratio(ex_total / d1['time_to_target_s'])} |")
+                     f"> {ratio(ex_total / t1)} |")
     dp = r["data_path"]
     lines += [
         f"| (3) vs (2), seconds per epoch (data path only) | {ratio(ex_spe / ex3_spe)} |",
@@ -252,8 +281,9 @@ def main() -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="the example for 150 batches per epoch (scaled), no whole-command run")
-    p.add_argument("--example-epochs", type=int, default=1,
-                   help="epochs of the example (about a minute each on 2 cores)")
+    p.add_argument("--example-epochs", type=int, default=4,
+                   help="at most this many epochs of the example, which stops once it passes "
+                        "99.0%% (about 30 s each on 2 quiet cores); --quick: 1")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--lock", default=None, help="flock this file around each timed section")
     p.add_argument("--out", type=Path, default=HERE / "results.md")
@@ -261,11 +291,14 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     max_batches = 150 if args.quick else None
+    example_epochs = 1 if args.quick else args.example_epochs
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick}
+    print(f"CPU: {results['machine']['cpu']}, {results['machine']['cores']} cores, "
+          f"{results['machine']['threads']} threads, torch {results['machine']['torch']}")
 
-    def section(name: str, fn: Callable[[], Any]) -> Any:
+    def section(name: str, fn: Callable[[], Any], lock: bool = True) -> Any:
         print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
-        with holding(args.lock):
+        with holding(args.lock if lock else None):
             return fn()
 
     data = load_dataset("mnist", download=False)
@@ -280,12 +313,15 @@ def main() -> int:
         if not args.quick:
             results["whole_command_s"] = section("whole command",
                                                  lambda: whole_command(tmp, args.threads))
+    print(f"    precision: {d1['precision']}; test accuracy per epoch "
+          + ", ".join(f"{e['test_accuracy']:.2%}" for e in d1["epochs"]), flush=True)
     results["example_dataloader"] = section(
-        "official example replica", lambda: example_with_dataloader(
-            data, args.example_epochs, max_batches))
+        "official example replica, until 99.0% or epoch " + str(example_epochs),
+        lambda: example_with_dataloader(data, example_epochs, max_batches, args.lock),
+        lock=False)  # it holds the lock an epoch at a time
     results["example_batcher"] = section(
-        "example net on the mnistlab pipeline", lambda: example_with_batcher(
-            data, args.example_epochs, max_batches))
+        "example net on the mnistlab pipeline (one epoch)", lambda: example_with_batcher(
+            data, 1, max_batches))
     results["data_path"] = section("data path", lambda: data_path(data, max_batches))
     results["machine"]["load_average_at_end"] = round(os.getloadavg()[0], 2)
 

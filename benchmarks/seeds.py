@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from mnistlab.device import cpu_model
+
 # Times a command from inside the lock, so that waiting for the lock is not counted.
 TIMED = ("import subprocess, sys, time; t = time.perf_counter(); "
-         "r = subprocess.run(sys.argv[2:], stdout=subprocess.DEVNULL); "
+         "r = subprocess.run(sys.argv[2:], stdout=open(sys.argv[1] + '.out', 'a')); "
          "open(sys.argv[1], 'a').write(f'{time.perf_counter() - t}\\n'); sys.exit(r.returncode)")
 CHUNK = """
 from mnistlab.train import resolve_config, train
@@ -52,7 +55,10 @@ def run_seed(recipe: str, seed: int, runs_dir: Path, extra: list[str],
             subprocess.run([*prefix, sys.executable, "-c", code], check=True)
     wall = sum(float(line) for line in timing.read_text().split())
     summary = json.loads((runs_dir / name / "summary.json").read_text())
-    return {"seed": seed, "test_accuracy": summary["test_accuracy"],
+    output = Path(f"{timing}.out").read_text().splitlines()
+    precision = next((line.removeprefix("precision: ") for line in output
+                      if line.startswith("precision: ")), "?")
+    return {"seed": seed, "test_accuracy": summary["test_accuracy"], "precision": precision,
             "train_seconds": summary["train_seconds"], "command_seconds": wall,
             "epochs": summary["epochs_run"], "images_per_s": summary["images_per_s"]}
 
@@ -71,13 +77,14 @@ def main() -> int:
     if args.extra and args.chunk_epochs:
         p.error("extra `mnistlab train` options cannot be combined with --chunk-epochs")
     rows = []
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores", flush=True)
     with tempfile.TemporaryDirectory(prefix="mnistlab-seeds-") as tmp:
         for seed in args.seeds:
             row = run_seed(args.recipe, seed, Path(tmp), args.extra, args.chunk_epochs, args.lock)
             rows.append(row)
             print(f"seed {seed}: test {row['test_accuracy']:.2%}  "
                   f"train {row['train_seconds']:.1f} s  command {row['command_seconds']:.1f} s  "
-                  f"{row['images_per_s']:,.0f} img/s",
+                  f"{row['images_per_s']:,.0f} img/s  precision: {row['precision']}",
                   flush=True)
     accs = [r["test_accuracy"] for r in rows]
     print(f"{args.recipe}: mean {statistics.mean(accs):.2%}, min {min(accs):.2%}, "

@@ -27,12 +27,31 @@ def test_every_recipe_resolves_and_builds_its_model(recipe):
 
 def test_default_and_best_recipes():
     default, best = resolve_config(), resolve_config("best")
-    assert (default.model, default.epochs, default.lr, default.schedule) == (
-        "fast", 2, 0.1, "onecycle")
+    assert (default.model, default.epochs, default.batch_size, default.lr,
+            default.label_smoothing, default.schedule) == (
+        "fast-strided", 2, 256, 0.2, 0.1, "onecycle")
     assert best.model_args == {"width": 48} and best.augment and best.epochs > default.epochs
-    # An explicit option beats the recipe; another model drops the recipe's model arguments.
+    # An explicit option beats the recipe; another model drops what the recipe tuned for its
+    # own model (arguments, batch, rate, smoothing) and gets TrainConfig's defaults.
     assert resolve_config("best", epochs=3).epochs == 3
     assert resolve_config("best", model="lenet5").model_args == {}
+    other = resolve_config(model="lenet5")
+    assert (other.batch_size, other.lr, other.label_smoothing) == (128, 0.1, 0.0)
+    assert resolve_config(model="fast-strided", lr=0.3).batch_size == 256  # same model: kept
+
+
+def test_the_strided_net_shapes_and_cost():
+    layers = describe(create_model("fast-strided"))
+    convs = [tuple(la.output_shape) for la in layers if la.kind == "Conv2d"]
+    assert convs == [(16, 14, 14), (32, 7, 7), (64, 4, 4)]  # every conv strides; no pooling
+    assert not any(la.kind == "MaxPool2d" for la in layers)
+    macs = sum(la.macs for la in layers)
+    fast = sum(la.macs for la in describe(create_model("fast")))
+    # 5x5 stem 196*16*25 + 49*32*16*9 + 16*64*32*9 + fc 1024*128 + 128*10, by hand:
+    assert macs == 78_400 + 225_792 + 294_912 + 131_072 + 1_280 == 731_456
+    assert macs < 0.55 * fast
+    x = torch.randn(4, 1, 28, 28)
+    assert create_model("fast-strided", width=8)(x).shape == (4, 10)
 
 
 def test_fast_model_shapes_and_width():
