@@ -6,7 +6,7 @@ that frame a user's photo: mnistlab.predict.preprocess.fit_box/paste_centred), f
 kinds:
 
     letter    Latin letters that do not look like digits (LETTERS; EXCLUDED says why the
-              others are left out), rendered from DejaVu fonts, slanted and thickened
+              others are left out), rendered from DejaVu fonts, slanted, thinned or thickened
     scribble  smooth random curves through 6-10 points, or several crossing strokes
     zigzag    4-9 sharp turns (W, M, sawtooth)
     shape     star, triangle, heart, arrow, diagonal cross, filled square or diamond,
@@ -47,7 +47,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from mnistlab.predict.preprocess import fit_box, paste_centred, to_uint8
 
-VERSION = 1  # bump whenever the images change: old caches are then ignored
+VERSION = 2  # bump whenever the images change: old caches are then ignored
 CANVAS = 64  # drawing size before framing (strokes 3-9 px here ~ MNIST's 1.5-3 px at 28x28)
 
 # Letters whose shapes a digit can take in someone's handwriting are left out, so that the
@@ -88,7 +88,7 @@ class Style:
 
 
 STYLES = {
-    "train": Style(_TRAIN_FONTS, (3, 8), (6, 10), (4, 8), 0.25, 12.0),
+    "train": Style(_TRAIN_FONTS, (2, 8), (6, 10), (4, 8), 0.25, 12.0),
     "holdout": Style(_HOLDOUT_FONTS, (4, 10), (7, 12), (5, 9), 0.35, 18.0),
 }
 
@@ -297,7 +297,7 @@ def _noise(rng: np.random.Generator) -> np.ndarray:
 
 def _letter(rng: np.random.Generator, style: Style, fonts: tuple[str | None, ...]) -> np.ndarray:
     char = LETTERS[int(rng.integers(len(LETTERS)))]
-    font = _font(fonts[int(rng.integers(len(fonts)))], 48)
+    font = _font(fonts[int(rng.integers(len(fonts)))], 52)
     image = Image.new("L", (CANVAS, CANVAS))
     ImageDraw.Draw(image).text((CANVAS / 2, CANVAS / 2), char, fill=255, font=font, anchor="mm")
     shear = rng.uniform(-style.slant, style.slant)
@@ -306,7 +306,10 @@ def _letter(rng: np.random.Generator, style: Style, fonts: tuple[str | None, ...
                             resample=Image.Resampling.BILINEAR)
     image = image.rotate(rng.uniform(-style.rotate, style.rotate),
                          resample=Image.Resampling.BILINEAR)
-    if rng.random() < 0.5:  # a bolder pen
+    pen = rng.random()
+    if pen < 0.35:  # a thin pen: printed letters in a photo come out thinner than MNIST's
+        image = image.filter(ImageFilter.MinFilter(3))
+    elif pen > 0.65:  # a bold pen
         image = image.filter(ImageFilter.MaxFilter(int(rng.choice([3, 5]))))
     return np.asarray(image, dtype=np.float32) / 255.0
 

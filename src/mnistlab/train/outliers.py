@@ -44,7 +44,7 @@ PER_DIGITS = 8  # one negative per 8 digits in a batch
 WEIGHT = 0.5  # of the uniform cross-entropy on negatives (Hendrycks et al. use 0.5)
 BANK_SIZE, BANK_SEED = 4096, 0  # the training negatives
 HOLDOUT_SIZE, HOLDOUT_SEED = 2000, 1  # other seed, other fonts and strokes: measured only
-SCORE = "energy"  # what the gate thresholds (see predict/reject.py)
+SCORE = "max_softmax"  # what the gate thresholds (docs/not-a-digit.md: why not energy)
 ACCEPT = 0.995  # share of validation digits the calibrated gate keeps
 
 
