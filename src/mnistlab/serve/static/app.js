@@ -1,20 +1,28 @@
-// The drawing page: pointer strokes on a canvas, throttled requests to /activations while you
-// draw, and the answer rendered as probability bars, the 28x28 input and feature maps.
+// The drawing page: pointer strokes on a canvas, throttled requests while you draw, and the
+// answer rendered as probability bars, the 28x28 input and feature maps - or, in whole-number
+// mode, the digits read with their boxes drawn over the canvas.
 "use strict";
 
 const MIN_INTERVAL_MS = 120; // at most ~8 requests a second while drawing
-const STROKE = 0.075; // line width as a fraction of the canvas side (MNIST strokes are thick)
+const STROKE = 0.075; // line width as a fraction of the canvas height (MNIST strokes are thick)
 
 const pad = document.getElementById("pad");
 const ctx = pad.getContext("2d");
+const boxes = document.getElementById("boxes");
 const inputCanvas = document.getElementById("input");
+const inputsBox = document.getElementById("inputs");
 const bars = document.getElementById("bars");
+const digitsList = document.getElementById("digits");
 const statusLine = document.getElementById("status");
+const answerCard = document.querySelector(".answer");
 const predictionBox = document.getElementById("prediction");
 const confidenceBox = document.getElementById("confidence");
+const confidenceNote = document.getElementById("confidence-note");
 const layersBox = document.getElementById("layers");
+const modeButton = document.getElementById("mode");
 
 let classes = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+let numberMode = false;
 let drawing = false;
 let last = null; // the previous point of the current stroke
 let hasInk = false;
@@ -28,17 +36,21 @@ let timer = null;
 
 function resizePad() {
   // Draw at the screen's pixel density so strokes stay smooth; keep the drawing.
-  const side = Math.round(pad.clientWidth * (window.devicePixelRatio || 1));
-  if (side === pad.width || side === 0) return;
+  const ratio = window.devicePixelRatio || 1;
+  const width = Math.round(pad.clientWidth * ratio);
+  const height = Math.round(pad.clientHeight * ratio);
+  if ((width === pad.width && height === pad.height) || width === 0 || height === 0) return;
   const old = hasInk ? ctx.getImageData(0, 0, pad.width, pad.height) : null;
-  const oldSide = pad.width;
-  pad.width = pad.height = side;
+  const [oldWidth, oldHeight] = [pad.width, pad.height];
+  pad.width = boxes.width = width;
+  pad.height = boxes.height = height;
   clearPad(false);
   if (old) {
     const tmp = document.createElement("canvas");
-    tmp.width = tmp.height = oldSide;
+    tmp.width = oldWidth;
+    tmp.height = oldHeight;
     tmp.getContext("2d").putImageData(old, 0, 0);
-    ctx.drawImage(tmp, 0, 0, side, side);
+    ctx.drawImage(tmp, 0, 0, width, height);
   }
 }
 
@@ -46,6 +58,7 @@ function clearPad(reset = true) {
   // An opaque black field: the server reads white ink on black, like MNIST itself.
   ctx.fillStyle = "#000";
   ctx.fillRect(0, 0, pad.width, pad.height);
+  boxes.getContext("2d").clearRect(0, 0, boxes.width, boxes.height);
   if (!reset) return;
   hasInk = false;
   document.body.classList.remove("has-ink");
@@ -67,7 +80,7 @@ function strokeTo(p) {
   ctx.fillStyle = "#fff";
   ctx.lineCap = "round";
   ctx.lineJoin = "round";
-  ctx.lineWidth = STROKE * pad.width;
+  ctx.lineWidth = STROKE * pad.height;
   if (last) {
     ctx.beginPath();
     ctx.moveTo(last.x, last.y);
@@ -114,6 +127,20 @@ document.getElementById("clear").addEventListener("click", () => clearPad());
 document.addEventListener("keydown", (event) => { if (event.key === "Escape") clearPad(); });
 window.addEventListener("resize", resizePad);
 
+modeButton.addEventListener("click", () => {
+  numberMode = !numberMode;
+  document.body.classList.toggle("number", numberMode);
+  modeButton.setAttribute("aria-pressed", String(numberMode));
+  modeButton.textContent = numberMode ? "Digit" : "Number";
+  modeButton.title = numberMode ? "Back to one digit" : "Write a whole number instead of one digit";
+  document.getElementById("draw-title").textContent = numberMode ? "Write a number" :
+    "Draw a digit";
+  document.getElementById("hint").textContent = numberMode ? "write a number here, e.g. 2026" :
+    "draw 0–9 here";
+  resizePad();
+  clearPad();
+});
+
 // ---- requests -----------------------------------------------------------------------------
 
 function schedule(now = false) {
@@ -124,28 +151,40 @@ function schedule(now = false) {
   timer = setTimeout(send, wait);
 }
 
-function send() {
+async function send() {
   if (!hasInk || inFlight) return;
   inFlight = true;
   sentVersion = version;
   lastSent = performance.now();
-  pad.toBlob(async (blob) => {
+  const asNumber = numberMode;
+  // Encoded synchronously, now: canvas.toBlob may wait for idle time (about a second in
+  // Chromium after the pen lifts), and the final answer would arrive that much late.
+  const body = JSON.stringify({ image: pad.toDataURL("image/png") });
+  try {
+    const response = await fetch(asNumber ? "/predict?number=true" : "/activations", {
+      method: "POST", headers: { "content-type": "application/json" }, body,
+    });
+    let answer;
     try {
-      const response = await fetch("/activations", {
-        method: "POST", headers: { "content-type": "image/png" }, body: blob,
-      });
-      const body = await response.json();
-      if (!hasInk) return; // cleared while the request was out
-      if (response.ok) render(body);
-      else showError(body.error || `HTTP ${response.status}`, response.status);
-    } catch (err) {
-      showError(`server not reachable (${err.message})`, 0);
-    } finally {
-      inFlight = false;
-      if (hasInk && sentVersion !== version) schedule(); // the drawing changed meanwhile
-      else document.body.dataset.state = "idle";
+      answer = await response.json();
+    } catch (err) { // not JSON: a proxy's error page, say
+      answer = { error: `HTTP ${response.status} ${response.statusText}` };
     }
-  }, "image/png");
+    if (!hasInk || asNumber !== numberMode) return; // cleared or switched meanwhile
+    if (response.ok) {
+      if (asNumber) renderNumber(answer);
+      else render(answer);
+      fresh();
+    } else {
+      showError(answer.error || `HTTP ${response.status}`, response.status);
+    }
+  } catch (err) {
+    showError(`server not reachable (${err.message}): the answer shown is out of date`, 0);
+  } finally {
+    inFlight = false;
+    if (hasInk && sentVersion !== version) schedule(); // the drawing changed meanwhile
+    else document.body.dataset.state = "idle";
+  }
 }
 
 // ---- rendering ----------------------------------------------------------------------------
@@ -161,30 +200,87 @@ function buildBars() {
   }));
 }
 
+function showVerdict(p) {
+  // A digit: the big answer. Not a digit: say so, and the best guess only small.
+  const reject = p.is_digit === false;
+  predictionBox.classList.remove("number");
+  predictionBox.classList.toggle("reject", reject);
+  predictionBox.classList.toggle("long", !reject && p.class.length > 2); // Fashion-MNIST names
+  predictionBox.textContent = reject ? "not a digit" : p.class;
+  predictionBox.dataset.label = String(p.label);
+  predictionBox.dataset.answer = predictionBox.textContent;
+  confidenceBox.classList.toggle("guess", reject);
+  confidenceBox.textContent = reject ? `best guess ${p.class} · ${percent(p.probability)}` :
+    percent(p.probability);
+  confidenceNote.textContent = reject ? (p.reason || "") :
+    "softmax probability of the top class";
+}
+
 function render(body) {
   const p = body.prediction;
-  statusLine.textContent = "";
-  statusLine.classList.remove("error");
-  predictionBox.textContent = p.class;
-  predictionBox.classList.toggle("long", p.class.length > 2); // e.g. Fashion-MNIST's names
-  predictionBox.dataset.label = String(p.label);
-  confidenceBox.textContent = percent(p.probability);
+  showVerdict(p);
   [...bars.children].forEach((li, i) => {
     const prob = p.probabilities[i];
     li.querySelector(".fill").style.width = `${(prob * 100).toFixed(1)}%`;
     li.querySelector(".value").textContent = percent(prob);
     li.classList.toggle("top", i === p.label);
   });
-  drawInput(p.input);
+  drawInput(inputCanvas, p.input);
   drawLayers(body.layers);
+}
+
+function renderNumber(body) {
+  predictionBox.classList.remove("reject", "long");
+  predictionBox.classList.add("number");
+  predictionBox.textContent = body.text;
+  predictionBox.dataset.label = body.text;
+  predictionBox.dataset.answer = body.text;
+  confidenceBox.classList.remove("guess");
+  const doubtful = body.digits.filter((d) => d.is_digit === false).length;
+  confidenceBox.textContent = `${body.digits.length} digit${body.digits.length === 1 ? "" : "s"}`;
+  confidenceNote.textContent = doubtful ?
+    `${doubtful} of them may not be a digit (marked)` : "read left to right";
+  digitsList.replaceChildren(...body.digits.map((d) => {
+    const li = document.createElement("li");
+    li.classList.toggle("reject", d.is_digit === false);
+    const b = document.createElement("b");
+    b.textContent = d.class;
+    li.append(b, d.is_digit === false ? `not a digit? ${percent(d.probability)}` :
+      percent(d.probability));
+    return li;
+  }));
+  inputsBox.replaceChildren(...body.digits.map((d) => {
+    const c = document.createElement("canvas");
+    c.width = c.height = 28;
+    drawInput(c, d.input);
+    return c;
+  }));
+  drawBoxes(body.digits);
+}
+
+function drawBoxes(digits) {
+  // Boxes come in the picture's pixels, which are the canvas's own.
+  const g = boxes.getContext("2d");
+  g.clearRect(0, 0, boxes.width, boxes.height);
+  const line = Math.max(2, boxes.height / 140);
+  g.lineWidth = line;
+  g.font = `600 ${Math.round(boxes.height / 9)}px system-ui, sans-serif`;
+  g.textBaseline = "bottom";
+  for (const d of digits) {
+    const [x, y, w, h] = d.box;
+    const colour = d.is_digit === false ? "#f97066" : "#818cf8";
+    g.strokeStyle = g.fillStyle = colour;
+    g.strokeRect(x - line, y - line, w + 2 * line, h + 2 * line);
+    g.fillText(d.class, x, Math.max(boxes.height / 9, y - 2 * line));
+  }
 }
 
 function percent(x) {
   return x >= 0.9995 ? "100%" : x < 0.0005 ? "0%" : `${(x * 100).toFixed(1)}%`;
 }
 
-function drawInput(rows) {
-  const c = inputCanvas.getContext("2d");
+function drawInput(canvas, rows) {
+  const c = canvas.getContext("2d");
   const image = c.createImageData(28, 28);
   rows.flat().forEach((v, i) => {
     image.data.set([v, v, v, 255], i * 4);
@@ -219,14 +315,27 @@ function drawLayers(layers) {
   layersBox.replaceChildren(...figures);
 }
 
-function showEmpty() {
-  predictionBox.textContent = "?";
-  delete predictionBox.dataset.label;
-  confidenceBox.textContent = "–";
-  buildBars();
-  inputCanvas.getContext("2d").clearRect(0, 0, 28, 28);
+function fresh() {
   statusLine.textContent = "";
   statusLine.classList.remove("error");
+  answerCard.classList.remove("stale");
+}
+
+function showEmpty() {
+  predictionBox.textContent = "?";
+  predictionBox.classList.remove("reject", "long", "number");
+  delete predictionBox.dataset.label;
+  delete predictionBox.dataset.answer;
+  confidenceBox.textContent = "–";
+  confidenceBox.classList.remove("guess");
+  confidenceNote.textContent = numberMode ? "the digits, read left to right" :
+    "softmax probability of the top class";
+  buildBars();
+  digitsList.replaceChildren();
+  inputsBox.replaceChildren();
+  inputCanvas.getContext("2d").clearRect(0, 0, 28, 28);
+  boxes.getContext("2d").clearRect(0, 0, boxes.width, boxes.height);
+  fresh();
 }
 
 function showError(message, status) {
@@ -234,6 +343,8 @@ function showError(message, status) {
     showEmpty();
     return;
   }
+  // Whatever is on screen no longer answers the drawing: dim it, and say why.
+  answerCard.classList.add("stale");
   statusLine.textContent = message;
   statusLine.classList.add("error");
 }
