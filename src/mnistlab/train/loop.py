@@ -230,7 +230,7 @@ class Trainer:
             "dataset": self.data.name,
             "classes": list(self.data.classes),
             "config": self.config.to_dict(),
-            "bf16": self.bf16,
+            "bf16": self.bf16, "channels_last": self.channels_last,
             "epoch": self.epoch, "batch": self.batch, "step": self.step,
             "epoch_stats": self.epoch_stats.to("cpu", torch.float64, copy=True),
             "train_seconds": self.train_seconds, "wall_seconds": self.wall_seconds(),

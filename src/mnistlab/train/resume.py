@@ -80,6 +80,10 @@ def plan_resume(resume: str | os.PathLike[str], config: TrainConfig,
                             "export or conversion); it cannot be resumed")
     run_config = TrainConfig.from_dict({**state["config"], "device": config.device,
                                         "threads": config.threads})
+    if run_config.channels_last is None and state.get("channels_last") is not None:
+        # The layout measured when the run started: a new measurement could choose the
+        # other one, and the resumed steps would no longer be bit-identical.
+        run_config = replace(run_config, channels_last=bool(state["channels_last"]))
     run_dir = Path(state["path"]).parent
     summary_path = run_dir / "summary.json"
     finished = (summary_path.is_file()
