@@ -126,7 +126,14 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=1.5, help="per variant per round")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--lock", default=None)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for every variant (default: torch's); the threads "
+                        "variant then uses the other count (1 <-> 2)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        if args.threads == 1:  # the "1 thread" row becomes the 2-thread one
+            VARIANTS[4] = Variant("2 threads", threads=2)
     steppers = [Stepper(v) for v in VARIANTS]
     rates: dict[str, list[float]] = {v.name: [] for v in VARIANTS}
     with holding(args.lock):
