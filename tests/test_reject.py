@@ -219,3 +219,26 @@ def test_dry_run_and_resume_recompute_the_gate(tmp_path, synthetic_data, small_b
     gate_resumed = load_checkpoint(resumed.run_dir / "best.pt")["digit_gate"]
     gate_straight = load_checkpoint(straight.run_dir / "best.pt")["digit_gate"]
     assert gate_resumed["threshold"] == pytest.approx(gate_straight["threshold"], rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_the_default_run_says_not_a_digit(real_default_run, real_mnist):
+    """The default run (outlier exposure on) keeps MNIST's test digits and rejects generated
+    non-digits it never saw: another seed, other fonts and strokes."""
+    from mnistlab.checkpoint import load_model
+    from mnistlab.data.negatives import generate
+
+    summary = json.loads((real_default_run / "summary.json").read_text())
+    figures = summary["digit_gate"]
+    assert figures["val_accept"] >= 0.99 and figures["test_accept"] >= 0.99
+    assert figures["holdout_reject"] >= 0.80
+    model, normalizer, state = load_model(real_default_run)
+    gate = DigitGate.from_state(state)
+    assert gate.calibrated and gate.threshold == pytest.approx(figures["threshold"])
+    images, _ = generate(500, seed=12345, variant="holdout")
+    with torch.no_grad():
+        rejected = ~gate.accepts(model(normalizer(torch.from_numpy(images))))
+        accepted = gate.accepts(model(normalizer(real_mnist.test_images[:2000])))
+    assert rejected.double().mean() >= 0.80
+    assert accepted.double().mean() >= 0.99
