@@ -483,7 +483,6 @@ def test_number_refusals(client, url, kwargs, status, words):
 def test_serves_a_numpy_backend_run(tmp_path):
     """A run of the NumPy network (.npz checkpoint) serves like any other (issue 12)."""
     from conftest import load_synthetic, write_dataset
-
     from mnistlab.train import resolve_config, train
 
     data = load_synthetic(write_dataset(tmp_path / "data"))
