@@ -32,7 +32,7 @@ from mnistlab.checkpoint import (
     save_checkpoint,
 )
 from mnistlab.data.dataset import DigitData, load_dataset
-from mnistlab.data.pipeline import Augment, Batcher, Normalizer, Split, train_val_split
+from mnistlab.data.pipeline import Augment, Batcher, Normalizer, Split
 from mnistlab.device import autocast, synchronize
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import EvalResult, evaluate_batches
@@ -46,7 +46,7 @@ from mnistlab.train.precision import choose_for_run
 from mnistlab.train.progress import Progress
 from mnistlab.train.result import TrainingInterrupted, TrainResult
 from mnistlab.train.resume import ResumePlan, plan_resume
-from mnistlab.train.runbook import RunBook
+from mnistlab.train.runbook import RunBook, split_for_run
 from mnistlab.train.rundir import RunDir, new_run_name
 from mnistlab.train.schedule import apply_tail
 
@@ -138,7 +138,7 @@ class Trainer:
             raise MnistlabError(f"the run trains on {config.dataset}, but the data given is "
                                 f"{data.name}")
         self.data = data or load_dataset(config.dataset, config.data_dir, config.download)
-        self.train_split, self.val_split = self._splits()
+        self.train_split, self.val_split = split_for_run(config, self.data)
         self.test_split = Split(self.data.test_images, self.data.test_labels)
         self.normalizer = Normalizer.fit(self.train_split.images)
 
@@ -215,13 +215,6 @@ class Trainer:
         self.book.best = value
 
     # ---- state -------------------------------------------------------------------------
-    def _splits(self) -> tuple[Split, Split]:
-        images, labels = self.data.train_images, self.data.train_labels
-        if self.config.val_size >= len(labels):
-            raise MnistlabError(f"--val-size {self.config.val_size} leaves no training images "
-                                f"(the training set has {len(labels)})")
-        return train_val_split(images, labels, self.config.val_size, self.config.seed)
-
     def state(self) -> dict[str, Any]:
         return {
             "model": self.model.mnistlab_spec,

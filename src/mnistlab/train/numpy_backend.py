@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 
 from mnistlab.checkpoint_npz import mlp_spec, to_torch_model
 from mnistlab.data.dataset import DigitData, load_dataset
-from mnistlab.data.pipeline import Normalizer, Split, train_val_split
+from mnistlab.data.pipeline import Normalizer, Split
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import result_from_logits
 from mnistlab.models.mlp import parse_hidden
@@ -29,7 +30,7 @@ from mnistlab.scratch.train import DEFAULT_RECIPE, evaluate, fit
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.progress import Progress
 from mnistlab.train.result import TrainingInterrupted, TrainResult
-from mnistlab.train.runbook import RunBook
+from mnistlab.train.runbook import RunBook, split_for_run
 from mnistlab.train.rundir import RunDir, new_run_name
 
 NUMPY_SCHEDULES = ("cosine", "step", "none")
@@ -81,6 +82,26 @@ def _rows(split: Split, normalizer: Normalizer) -> tuple[np.ndarray, np.ndarray]
     return x, split.labels.numpy()
 
 
+def _matrices(config: TrainConfig, data: DigitData) -> tuple[dict[str, Any], Normalizer]:
+    """x/y of train, val and test as (N, 784) float32 rows and labels: the PyTorch backend's
+    split and normalisation, so that results compare directly."""
+    train_split, val_split = split_for_run(config, data)
+    normalizer = Normalizer.fit(train_split.images)
+    if config.dry_run:  # one batch of training and one of evaluation, as with torch
+        train_split, val_split = (Split(s.images[:n], s.labels[:n]) for s, n in (
+            (train_split, config.batch_size), (val_split, config.eval_batch_size)))
+    splits = {"train": train_split, "val": val_split,
+              "test": Split(data.test_images, data.test_labels)}
+    return {name: _rows(split, normalizer) for name, split in splits.items()}, normalizer
+
+
+def _network(config: TrainConfig, n_inputs: int) -> MLP:
+    arch = DEFAULT_RECIPE["arch"]
+    hidden = parse_hidden(config.model_args.get("hidden", arch["sizes"][1:-1]))
+    return MLP((n_inputs, *hidden, 10), init=arch["init"], seed=config.seed,
+               activation=config.model_args.get("activation", arch["activation"]))
+
+
 def train_numpy(config: TrainConfig, data: DigitData | None = None,
                 stream: TextIO | None = None) -> Any:
     """Train the NumPy MLP as `config` says; returns a TrainResult like the torch trainer."""
@@ -88,41 +109,22 @@ def train_numpy(config: TrainConfig, data: DigitData | None = None,
     wall_start = time.perf_counter()
     progress = Progress(stream or sys.stdout, enabled=True)
     data = data or load_dataset(config.dataset, config.data_dir, config.download)
-    if config.val_size >= len(data.train_labels):
-        raise MnistlabError(f"--val-size {config.val_size} leaves no training images "
-                            f"(the training set has {len(data.train_labels)})")
-    # The same split and normalisation as the PyTorch backend, so results compare directly.
-    train_split, val_split = train_val_split(data.train_images, data.train_labels,
-                                             config.val_size, config.seed)
-    normalizer = Normalizer.fit(train_split.images)
-    x_train, y_train = _rows(train_split, normalizer)
-    if config.dry_run:  # one batch of training and one of evaluation, as with torch
-        x_train, y_train = x_train[: config.batch_size], y_train[: config.batch_size]
-        val_split = Split(val_split.images[: config.eval_batch_size],
-                          val_split.labels[: config.eval_batch_size])
-    x_val, y_val = _rows(val_split, normalizer)
-    x_test, y_test = _rows(Split(data.test_images, data.test_labels), normalizer)
-
-    arch = DEFAULT_RECIPE["arch"]
-    activation = config.model_args.get("activation", arch["activation"])
-    hidden = parse_hidden(config.model_args.get("hidden", arch["sizes"][1:-1]))
-    net = MLP((x_train.shape[1], *hidden, 10), activation=activation, init=arch["init"],
-              seed=config.seed)
+    xy, normalizer = _matrices(config, data)
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = xy["train"], xy["val"], xy["test"]
+    net = _network(config, x_train.shape[1])
     batch = min(config.batch_size, len(x_train))
     steps_per_epoch = math.ceil(len(x_train) / batch)
     run = RunDir.create(config.runs_dir, config.name or new_run_name("numpy-mlp", data.name))
     book = RunBook(run, config, progress, data.name, suffix=".npz")
+    norm = {"mean": normalizer.mean, "std": normalizer.std}
     extra = {"model": mlp_spec(net), "dataset": data.name, "classes": list(data.classes),
-             "normalizer": {"mean": normalizer.mean, "std": normalizer.std},
-             "config": config.to_dict()}
-    resolved = {"backend": "numpy", "device": "cpu (numpy)", "bf16": False,
-                "channels_last": False, "threads": None, "world_size": 1,
-                "normalizer": extra["normalizer"], "train_size": len(x_train),
-                "val_size": len(x_val), "test_size": len(x_test),
-                "steps_per_epoch": steps_per_epoch, "batch_size": batch}
-    book.start(resolved, data.md5s(),
-               f"numpy MLP {'-'.join(map(str, net.sizes))} ({activation}, {arch['init']} init), "
-               f"{net.n_params():,} parameters", fresh=True)
+             "normalizer": norm, "config": config.to_dict()}
+    book.start({"backend": "numpy", "device": "cpu (numpy)", "bf16": False,
+                "channels_last": False, "threads": None, "world_size": 1, "normalizer": norm,
+                "train_size": len(x_train), "val_size": len(x_val), "test_size": len(x_test),
+                "steps_per_epoch": steps_per_epoch, "batch_size": batch}, data.md5s(),
+               f"numpy MLP {'-'.join(map(str, net.sizes))} ({net.activation}, {net.init} "
+               f"init), {net.n_params():,} parameters", fresh=True)
     if config.deterministic:
         progress.print("deterministic: NumPy training is deterministic given --seed "
                        "(one thread order, seeded shuffles and initialisation)")
@@ -130,7 +132,7 @@ def train_numpy(config: TrainConfig, data: DigitData | None = None,
 
     def on_step(step: int, loss: float, lr: float) -> None:
         if step % config.log_interval == 0:
-            run.log({"kind": "step", "epoch": step // steps_per_epoch + 1, "step": step,
+            run.log({"kind": "step", "epoch": (step - 1) // steps_per_epoch + 1, "step": step,
                      "train_loss": loss, "lr": lr})
 
     def on_epoch(record: dict[str, Any]) -> bool:
@@ -140,7 +142,7 @@ def train_numpy(config: TrainConfig, data: DigitData | None = None,
         if config.track_test:  # for curves only: selection stays on validation
             row["test_loss"], row["test_acc"] = evaluate(net, x_test, y_test)
 
-        def save_last() -> Any:
+        def save_last() -> Path:
             save_npz(run.file("last.npz"), net, {**extra, "epoch": record["epoch"]})
             return run.file("last.npz")
 
@@ -161,11 +163,11 @@ def train_numpy(config: TrainConfig, data: DigitData | None = None,
 
     best_net, _ = load_npz(book.best_path)
     logits = torch.from_numpy(best_net.logits(x_test).astype(np.float32))
-    test = result_from_logits(logits, torch.from_numpy(y_test))
     summary = book.finish(
-        test, backend="numpy", model_kwargs=mlp_spec(net)["kwargs"],
-        parameters=net.n_params(), epochs_run=len(history),
-        steps=len(history) * steps_per_epoch, images=len(history) * len(x_train),
-        train_seconds=train_seconds, wall_seconds=time.perf_counter() - wall_start,
-        device="cpu (numpy)", bf16=False, has_val=len(x_val) > 0)
+        result_from_logits(logits, torch.from_numpy(y_test)), backend="numpy",
+        model_kwargs=mlp_spec(net)["kwargs"], parameters=net.n_params(),
+        epochs_run=len(history), steps=len(history) * steps_per_epoch,
+        images=len(history) * len(x_train), train_seconds=train_seconds,
+        wall_seconds=time.perf_counter() - wall_start, device="cpu (numpy)", bf16=False,
+        has_val=len(x_val) > 0)
     return TrainResult(run.path, summary, config, to_torch_model(best_net))

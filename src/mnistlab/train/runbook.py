@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from mnistlab.atomic import copy_file
+from mnistlab.data.pipeline import Split, train_val_split
+from mnistlab.errors import MnistlabError
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.progress import Progress, format_epoch_line, format_final_line
 from mnistlab.train.rundir import RunDir
@@ -32,6 +34,15 @@ SUMMARY_KEYS = ("dataset", "model", "backend", "model_kwargs", "parameters", "te
 # The `resolved` block of config.json: what the options turned into on this machine.
 RESOLVED_KEYS = ("backend", "device", "bf16", "channels_last", "threads", "world_size",
                  "normalizer", "train_size", "val_size", "test_size", "steps_per_epoch")
+
+
+def split_for_run(config: TrainConfig, data: Any) -> tuple[Split, Split]:
+    """(train, validation) of a run: `val_size` images held out by `config.seed`, drawn by
+    data.split, the same for both backends."""
+    if config.val_size >= len(data.train_labels):
+        raise MnistlabError(f"--val-size {config.val_size} leaves no training images "
+                            f"(the training set has {len(data.train_labels)})")
+    return train_val_split(data.train_images, data.train_labels, config.val_size, config.seed)
 
 
 class RunBook:
