@@ -295,7 +295,9 @@ def render(ink: np.ndarray, condition: str, rng: np.random.Generator) -> Image.I
     if condition == "perspective":
         d = rng.uniform(0.05, 0.15, (4, 2)) * np.array([page_w, page_h])
         corners = np.array([[0, 0], [page_w, 0], [page_w, page_h], [0, page_h]], float)
-        moved = corners + d * np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]])
+        # Output corners sample from outside the page: the sheet appears as a smaller,
+        # skewed quadrilateral on a background of about its colour, all of it in view.
+        moved = corners - d * np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]])
         fill = tuple(int(v) for v in np.asarray(image).reshape(-1, 3).mean(0))
         image = image.transform(image.size, Image.Transform.PERSPECTIVE,
                                 perspective_coeffs(moved, corners),

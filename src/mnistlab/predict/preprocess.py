@@ -371,8 +371,16 @@ def analyse(image: Image.Image) -> Ink:
     if not mask.any():
         raise MnistlabError("empty image: no ink found")
     level = max(floor, 0.5 * MIN_CONTRAST)
-    mask = remove_lines(mask, strength, level)
-    mask = remove_lines(mask.T, strength.T, level).T
+    # Hysteresis: pieces are grown through fainter ink (half the threshold) and kept when
+    # they hold some strong ink, so a stroke that fades for a moment stays one piece.
+    weak = strength > max(level, 0.5 * threshold)
+    weak = remove_lines(weak, strength, level)
+    weak = remove_lines(weak.T, strength.T, level).T
+    grown = label(weak)
+    strong = np.zeros(len(grown) + 1, bool)
+    strong[grown.labels[mask & weak]] = True
+    strong[0] = False
+    mask = strong[grown.labels]
     pieces = label(mask)
     if len(pieces) == 0:
         raise MnistlabError("empty image: no ink found")

@@ -25,6 +25,9 @@ from mnistlab.predict.preprocess import Ink, analyse, frame, original_box, soft_
 
 DIGIT_ASPECT = 0.75  # a wide handwritten digit (0, 2, 4) is about 3/4 as wide as tall
 SPLIT_ASPECT = 1.3  # a group wider than this times its height holds more than one digit
+GOOD_CUT_INK = 0.2  # a cut through at most this share of the inkiest column's ink ...
+GOOD_CUT_DEPTH = 0.2  # ... or this deep (share of the height) in the outline is believable
+FLAT = 0.4  # a piece less tall than this share of the tallest digit is a bar or flag
 SMALL = 0.35  # groups smaller than this share of the tallest digit are stray marks
 
 
@@ -55,7 +58,25 @@ def group_pieces(ink: Ink) -> list[np.ndarray]:
         else:
             groups[best].append(i)
             spans[best] = [min(spans[best][0], x0), max(spans[best][1], x1)]
-    return [np.array(g) for g in groups]
+    # A flat group (the flag of a 5, the bar of a 7 or 4 written apart) joins the group whose
+    # columns it overlaps most, even by less than half, or that it nearly touches.
+    tops = [min(p.y0[i] for i in g) for g in groups]
+    bottoms = [max(p.y1[i] for i in g) for g in groups]
+    tallest = max(b - t for t, b in zip(tops, bottoms, strict=True))
+    merged = list(range(len(groups)))
+    for g in range(len(groups)):
+        if bottoms[g] - tops[g] >= FLAT * tallest:
+            continue
+        overlaps = [(min(spans[g][1], spans[o][1]) - max(spans[g][0], spans[o][0]), o)
+                    for o in range(len(groups))
+                    if o != g and bottoms[o] - tops[o] >= FLAT * tallest]
+        best_overlap, other = max(overlaps, default=(-tallest, g))
+        if best_overlap > -0.1 * tallest:  # overlapping, or just beside it
+            merged[g] = other
+    out: dict[int, list[int]] = {}
+    for g, target in enumerate(merged):
+        out.setdefault(target, []).extend(groups[g])
+    return [np.array(members) for members in out.values()]
 
 
 def count_digits(width: int, height: float, widths: np.ndarray) -> int:
@@ -75,7 +96,12 @@ def count_digits(width: int, height: float, widths: np.ndarray) -> int:
 
 
 def split_points(region: np.ndarray, parts: int) -> list[int]:
-    """Columns where to cut a run of `parts` touching digits (`region`: their ink). Near each
+    return split_candidates(region, parts)[0]
+
+
+def split_candidates(region: np.ndarray, parts: int) -> tuple[list[int], bool]:
+    """Columns where to cut a run of `parts` touching digits (`region`: their ink), and
+    whether every cut is believable. Near each
     evenly spaced cut (within a third of a digit's width), the best column has little ink and
     lies in a valley of the outline: its topmost ink low and its lowest ink high, as where two
     round digits touch (the inside of a 0 has little ink too, but its outline is high)."""
@@ -92,7 +118,7 @@ def split_points(region: np.ndarray, parts: int) -> list[int]:
         depth = ((top - top[present].min()) + (bottom[present].max() - bottom)) / max(h, 1)
         depth[~present] = 2.0
     cost = profile - depth
-    cuts = []
+    cuts: list[int] = []
     for k in range(1, parts):
         nominal = k * width / parts
         reach = max(1, int(width / parts / 3))
@@ -101,7 +127,10 @@ def split_points(region: np.ndarray, parts: int) -> list[int]:
         # Ties (several empty columns) go to the one nearest the nominal cut.
         candidates = np.nonzero(window <= window.min() + 1e-9)[0] + lo
         cuts.append(int(candidates[np.argmin(np.abs(candidates - nominal))]))
-    return cuts
+    # A cut is believable through a gap, a thin column, or a valley of the outline; a wide
+    # 0 or a flat 2 has none of these where it would be cut, so it stays whole.
+    good = all(profile[c] <= GOOD_CUT_INK or depth[c] >= GOOD_CUT_DEPTH for c in cuts)
+    return cuts, good
 
 
 def segment_digits(image: Image.Image) -> list[DigitCrop]:
@@ -123,7 +152,11 @@ def segment_digits(image: Image.Image) -> list[DigitCrop]:
         soft = soft_ink(ink, member)
         region = soft[y0:y1, x0:x1]
         parts = count_digits(w, max(h, 0.8 * tallest), widths)
-        cuts = [0, *split_points(region, parts), w] if parts > 1 else [0, w]
+        cuts = [0, w]
+        if parts > 1:
+            inner, believable = split_candidates(region, parts)
+            if believable:
+                cuts = [0, *inner, w]
         for c0, c1 in pairwise(cuts):
             piece = np.zeros_like(soft)
             piece[y0:y1, x0 + c0 : x0 + c1] = region[:, c0:c1]
