@@ -549,3 +549,29 @@ def test_cli_predict_number_reports_blank_pictures(synthetic_run, tmp_path, caps
     assert capsys.readouterr().err.splitlines() == [
         f"mnistlab: error: {blank}: empty image: no ink found",
         f"mnistlab: error: {tiny}: image too small (1x1 px; a digit needs at least 8x8)"]
+
+
+def test_16_bit_pictures_read_like_8_bit_ones():
+    eight = draw("7", background=230, ink=30)
+    sixteen = Image.fromarray(np.asarray(eight).astype(np.uint16) * 257)  # mode I;16
+    assert sixteen.mode.startswith("I")
+    np.testing.assert_array_equal(to_mnist(sixteen), to_mnist(eight))
+
+
+def test_exif_orientation_is_applied_before_preprocessing(tmp_path):
+    upright = draw("7", size=(300, 200))
+    stored = upright.rotate(90, expand=True)  # the sensor's orientation
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = tmp_path / "phone.jpg"
+    stored.save(path, exif=exif, quality=95)
+    loaded = load_image(path)
+    assert loaded.size == (300, 200)
+    plain = tmp_path / "plain.jpg"
+    upright.save(plain, quality=95)
+    reference = to_mnist(load_image(plain)).astype(float)
+
+    def distance(image):
+        return np.abs(to_mnist(image).astype(float) - reference).mean()
+
+    assert distance(loaded) < 0.4 * distance(stored)  # upright, unlike the stored pixels
