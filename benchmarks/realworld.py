@@ -234,14 +234,14 @@ def build_sets(args, mnist) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="*", type=Path, help="run directories (default: train one)")
-    parser.add_argument("--per-condition", type=int, default=40,
-                        help="single digits per condition and kind (default 40)")
+    parser.add_argument("--per-condition", type=int, default=30,
+                        help="single digits per condition and kind (default 30)")
     parser.add_argument("--numbers", type=int, default=100,
                         help="whole numbers per kind (default 100)")
-    parser.add_argument("--non-digits", type=int, default=60,
-                        help="non-digits per kind: letters, shapes, scribbles, taps (default 60)")
-    parser.add_argument("--mnist-on-paper", type=int, default=500,
-                        help="MNIST test digits drawn on white paper (default 500)")
+    parser.add_argument("--non-digits", type=int, default=50,
+                        help="non-digits per kind: letters, shapes, scribbles, taps (default 50)")
+    parser.add_argument("--mnist-on-paper", type=int, default=300,
+                        help="MNIST test digits drawn on white paper (default 300)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")

@@ -277,10 +277,11 @@ def render(ink: np.ndarray, condition: str, rng: np.random.Generator) -> Image.I
     page = page * (1 - alpha) + ink_rgb * alpha
 
     # Light: a mild drift everywhere; strong in "gradient"; a soft shadow in "shadow".
-    yy, xx = np.mgrid[0:page_h, 0:page_w].astype(np.float32)
+    yy = np.arange(page_h, dtype=np.float32)[:, None]  # broadcast, not full grids
+    xx = np.arange(page_w, dtype=np.float32)[None, :]
     theta = rng.uniform(0, 2 * np.pi)
     ramp = (np.cos(theta) * xx / page_w + np.sin(theta) * yy / page_h)
-    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    ramp = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1e-6)
     low = rng.uniform(0.4, 0.55) if condition == "gradient" else rng.uniform(0.85, 0.97)
     light = low + (1 - low) * ramp
     if condition == "shadow":
