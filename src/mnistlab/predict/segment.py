@@ -130,6 +130,11 @@ def split_candidates(region: np.ndarray, parts: int) -> tuple[list[int], bool]:
     # A cut is believable through a gap, a thin column, or a valley of the outline; a wide
     # 0 or a flat 2 has none of these where it would be cut, so it stays whole.
     good = all(profile[c] <= GOOD_CUT_INK or depth[c] >= GOOD_CUT_DEPTH for c in cuts)
+    # Every part must be digit-sized: cutting off the flag of a 5 leaves a flat part.
+    for c0, c1 in pairwise([0, *cuts, width]):
+        rows = np.nonzero(ink[:, c0:c1].any(1))[0]
+        if rows.size == 0 or rows[-1] + 1 - rows[0] < 0.5 * h:
+            good = False
     return cuts, good
 
 
