@@ -53,12 +53,12 @@ def check_supported(config: TrainConfig) -> None:
         (config.augment, "--augment", "no augmentation in NumPy"),
         (config.label_smoothing > 0, "--label-smoothing", "plain cross-entropy only"),
         (config.nesterov and config.momentum > 0, "--nesterov",
-         "the numpy SGD has plain momentum only (use --no-nesterov)"),
+         "the numpy SGD has plain momentum only; use --no-nesterov"),
         (config.device not in ("auto", "cpu"), f"--device {config.device}",
-         "NumPy runs on the CPU only (use --device cpu or auto)"),
-        (config.bf16 == "on", "--bf16 on", "NumPy computes in float32 (use --bf16 off)"),
-        (config.channels_last, "--channels-last", "the MLP has no image layout to change "
-         "(use --no-channels-last)"),
+         "NumPy runs on the CPU only; use --device cpu or auto"),
+        (config.bf16 == "on", "--bf16 on", "NumPy computes in float32; use --bf16 off"),
+        (config.channels_last, "--channels-last", "the MLP has no image layout to change; "
+         "use --no-channels-last"),
         (config.threads is not None, f"--threads {config.threads}",
          "NumPy's BLAS threads are fixed when it starts: set OMP_NUM_THREADS (or "
          "OPENBLAS_NUM_THREADS) before the command instead"),
@@ -128,9 +128,11 @@ def train_numpy(config: TrainConfig, data: DigitData | None = None,
     if config.deterministic:
         progress.print("deterministic: NumPy training is deterministic given --seed "
                        "(one thread order, seeded shuffles and initialisation)")
-    train_seconds = 0.0
+    train_seconds, last_lr = 0.0, config.lr
 
     def on_step(step: int, loss: float, lr: float) -> None:
+        nonlocal last_lr
+        last_lr = lr
         if step % config.log_interval == 0:
             run.log({"kind": "step", "epoch": (step - 1) // steps_per_epoch + 1, "step": step,
                      "train_loss": loss, "lr": lr})
@@ -138,7 +140,9 @@ def train_numpy(config: TrainConfig, data: DigitData | None = None,
     def on_epoch(record: dict[str, Any]) -> bool:
         nonlocal train_seconds
         train_seconds += record["seconds"]
-        row = {"kind": "epoch", "step": record["epoch"] * steps_per_epoch, **record}
+        # lr: the rate of the epoch's last update (fit reports its first), as torch rows do
+        row = {"kind": "epoch", "step": record["epoch"] * steps_per_epoch, **record,
+               "lr": last_lr}
         if config.track_test:  # for curves only: selection stays on validation
             row["test_loss"], row["test_acc"] = evaluate(net, x_test, y_test)
 
