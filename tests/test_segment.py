@@ -7,8 +7,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnistlab.errors import MnistlabError
-from mnistlab.predict.preprocess import label
-from mnistlab.predict.segment import draw_boxes, segment_digits, split_points
+from mnistlab.predict.preprocess import analyse, label
+from mnistlab.predict.segment import count_digits, draw_boxes, segment_digits, split_points
 
 
 def bfs_count(mask: np.ndarray) -> int:
@@ -173,3 +173,15 @@ def test_draw_boxes_marks_each_box_in_red():
     assert tuple(pixels[10, 60]) == (230, 30, 30)  # top edge of the box
     assert tuple(pixels[60, 40]) == (230, 30, 30)  # left edge
     assert tuple(pixels[60, 120]) == (255, 255, 255)  # outside: untouched
+
+
+def test_a_five_with_a_long_flag_is_not_cut_into_a_digit_and_a_bar():
+    # The flag runs far to the right: the piece is as wide as two digits, but cutting it
+    # would leave a flat part, which is no digit.
+    five = [[(270, 40), (130, 40), (130, 85), (160, 80), (175, 100), (165, 130), (130, 140)]]
+    image = strokes((460, 200), one(50) + five + one(310) + one(380))
+    ink = analyse(image)
+    widths = ink.pieces.x1 - ink.pieces.x0
+    assert count_digits(int(widths.max()), 110, np.sort(widths)[:-1]) == 2  # wide enough
+    crops = segment_digits(image)
+    assert len(crops) == 4
