@@ -3,12 +3,14 @@
 The ink is found exactly as for one digit (mnistlab.predict.preprocess.analyse: local paper
 level, adaptive threshold, ruled lines and specks dropped, connected pieces). Then:
 
-1. Pieces that overlap in their columns belong to one digit (a 7 and its crossbar, the flag
-   of a broken 5, the two strokes of a 4 written in two goes); they are merged.
+1. Pieces that share at least half of their columns belong to one digit (a 7 and its
+   crossbar, the two strokes of a 4 written in two goes); a flat piece (the flag of a 5
+   written apart) joins the digit whose columns it overlaps or nearly touches.
 2. Stray marks much smaller than the digits (a full stop, dust) are dropped: a group whose
    height and width are both under 35% of the tallest digit's height.
-3. A group much wider than a digit (two digits that touch) is split into as many digits as
-   its width holds, each cut at the column with the least ink near where it is expected.
+3. A group much wider than a digit (digits that touch) is split into as many digits as its
+   width holds, each cut near where it is expected at a gap, a thin column or a valley of
+   the outline; a cut that finds none of these, or would leave a flat part, is not made.
 4. Each digit is cropped from its own ink only and framed the MNIST way (20 px box, centre of
    mass at 14, 14).
 """
