@@ -210,8 +210,11 @@ def check_normalised_input(norm: Normalisation | None, loss_value: float,
             f"A softmax of scores that differ by at most {width:g} can never be confident: no "
             f"class gets a probability above {top:.3f}, so the loss cannot go below "
             f"{-math.log(top):.3f} however well the model ranks the digits, and the gradient "
-            f"through {ev['fed_by']} fades where it saturates. The output still looks like "
-            "proper (log-)probabilities, which is why this goes unnoticed.",
+            f"through {ev['fed_by']} fades where it saturates. Accuracy can look normal (the "
+            "ranking still works), but every probability the model reports is wrong, and so is "
+            "whatever is built on them: confidence thresholds, rejecting non-digits, "
+            "calibration. The output looks like proper (log-)probabilities, which is why this "
+            "goes unnoticed.",
             "drop the bounded activation between the last layer and the softmax:\n"
             + _normalised_fix(norm.producer))]
     zero = z == 0
