@@ -26,6 +26,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 IDLE = ("document.body.dataset.state === 'idle' && "
         "document.getElementById('prediction').dataset.answer !== undefined")
 
+MODEL_SHOWN = "document.getElementById('model-info').textContent.includes('parameters')"
+
 # Strokes in canvas coordinates (fractions of its width and height), as a person draws them.
 ONE = [[(0.52, 0.18), (0.50, 0.50), (0.48, 0.84)]]
 SEVEN = [[(0.26, 0.22), (0.74, 0.22)], [(0.74, 0.22), (0.58, 0.52), (0.44, 0.86)]]
@@ -83,7 +85,7 @@ def page(browser, server):
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(server)
-    page.wait_for_function("document.getElementById('model-info').textContent.includes('fast')")
+    page.wait_for_function(MODEL_SHOWN)
     yield page
     context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"
@@ -99,8 +101,7 @@ def open_page(browser):
         contexts.append(context)
         page = context.new_page()
         page.goto(url)
-        page.wait_for_function("document.getElementById('model-info').textContent.includes("
-                               "'fast')")
+        page.wait_for_function(MODEL_SHOWN)
         return page
 
     yield opener
