@@ -497,3 +497,19 @@ def test_serves_a_numpy_backend_run(tmp_path):
     body = client.post("/predict", json={"pixels": digit_pixels()}).json()
     assert len(body["probabilities"]) == 10 and isinstance(body["is_digit"], bool)
     assert client.post("/activations", json={"pixels": digit_pixels()}).json()["layers"] == []
+
+
+@pytest.mark.parametrize(("threshold", "is_digit"), [(1e9, False), (-1e9, True)])
+def test_the_checkpoints_calibrated_gate_decides(tmp_path, threshold, is_digit):
+    run = make_run(tmp_path / "gated")
+    state = torch.load(run / "best.pt", weights_only=True)
+    state["digit_gate"] = {"score": "energy", "threshold": threshold, "calibrated": True,
+                           "val_accept": 0.995}
+    torch.save(state, run / "best.pt")
+    client = TestClient(create_app(DigitModel.load(run, torch.device("cpu"))))
+    assert client.get("/model").json()["digit_gate"]["calibrated"] is True
+    body = client.post("/predict", json={"pixels": digit_pixels()}).json()
+    assert body["is_digit"] is is_digit
+    assert ("reason" in body) is not is_digit
+    maps = client.post("/activations", json={"pixels": digit_pixels()}).json()
+    assert maps["prediction"]["is_digit"] is is_digit

@@ -377,3 +377,24 @@ def test_pixels_still_work_over_a_socket(server):
                               {"content-type": "application/json"})
     assert status == 200 and len(json.loads(body)["probabilities"]) == 10
     assert np.array(json.loads(body)["input"]).shape == (28, 28)
+
+
+def test_allowed_hosts_flag_parsing():
+    import argparse
+
+    from mnistlab.cli.serve import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+
+    def limits(*args):
+        from mnistlab.cli.serve import _limits
+
+        return _limits(parser.parse_args(["serve", "run", *args]))
+
+    assert limits().allowed_hosts == ("localhost", "127.0.0.1", "[::1]")
+    assert limits("--host", "0.0.0.0").allowed_hosts is None
+    assert limits("--allowed-hosts", "*").allowed_hosts is None
+    assert limits("--allowed-hosts", "Digits.Example, localhost").allowed_hosts == (
+        "digits.example", "localhost")
+    assert limits("--max-decodes", "3", "--work-side", "512").describe()["work_side"] == 512
