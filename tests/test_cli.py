@@ -308,8 +308,8 @@ def test_kill_9_in_the_middle_of_an_epoch_then_resume(synth, tmp_path, capsys):
     from mnistlab.train.rundir import read_metrics
 
     common = ["--dataset", "synth", "--data-dir", str(synth), "--model", "mlp", "--hidden", "32",
-              "--epochs", "3", "--batch-size", "10", "--val-size", "100", "--bf16", "off",
-              "--runs-dir", str(tmp_path), "--threads", "1", "--seed", "3"]
+              "--epochs", "3", "--batch-size", "1", "--lr", "0.01", "--val-size", "100",
+              "--bf16", "off", "--runs-dir", str(tmp_path), "--threads", "1", "--seed", "3"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     child = subprocess.Popen([sys.executable, "-c", DRIVER, str(synth), "train", *common,
                               "--name", "killed"], env=env, stdout=subprocess.PIPE,
@@ -322,7 +322,7 @@ def test_kill_9_in_the_middle_of_an_epoch_then_resume(synth, tmp_path, capsys):
                 break
         while not (run / "last.pt").exists() and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.2)  # into epoch 2
+        time.sleep(0.05)  # into epoch 2 (500 steps of one image each)
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=60)
     finally:
