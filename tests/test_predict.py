@@ -534,10 +534,13 @@ def test_cli_predict_needs_last_for_a_run_without_best(synthetic_run, image_dir,
     assert "last.pt" in capsys.readouterr().err
 
 
-def test_cli_predict_refuses_no_denoise_with_number(synthetic_run, image_dir, capsys):
+@pytest.mark.parametrize("option", [["--no-denoise"], ["--top-k", "2"], ["--explain"]])
+def test_cli_predict_refuses_single_digit_options_with_number(synthetic_run, image_dir,
+                                                              capsys, option):
     assert main(["predict", str(synthetic_run), str(image_dir / "one.png"), "--number",
-                 "--no-denoise"]) == 2
-    assert "--no-denoise does not apply to --number" in capsys.readouterr().err
+                 *option]) == 2
+    err = capsys.readouterr().err
+    assert f"{option[0]} does not apply to --number" in err and err.count("\n") == 1
 
 
 def test_cli_predict_number_reports_blank_pictures(synthetic_run, tmp_path, capsys):

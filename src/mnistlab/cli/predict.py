@@ -33,9 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
     p.add_argument("--number", action="store_true",
                    help="read a whole number: every digit in the picture, left to right")
-    p.add_argument("--top-k", type=int, default=3, help="how many classes to list (default 3)")
+    p.add_argument("--top-k", type=int, default=None,
+                   help="how many classes to list (default 3; not with --number)")
     p.add_argument("--explain", action="store_true",
-                   help="show the raw logits next to the probabilities, and how to read them")
+                   help="show the raw logits next to the probabilities, and how to read them "
+                        "(not with --number)")
     p.add_argument("--save-preprocessed", metavar="DIR", default=None,
                    help="write the 28x28 image the network saw, as PNG, into DIR; with "
                         "--number, the picture with the digits' boxes drawn and each digit's "
@@ -78,11 +80,16 @@ def run(args: argparse.Namespace) -> int:
     from mnistlab.predict.predict import number_to_dict
     from mnistlab.predict.reject import DigitGate
 
+    if args.number:
+        refused = [name for name, given in (("--no-denoise", not args.denoise),
+                                            ("--top-k", args.top_k is not None),
+                                            ("--explain", args.explain)) if given]
+        if refused:
+            raise MnistlabError(f"{', '.join(refused)} does not apply to --number (each digit "
+                                "is cut from its own ink and shown with its top class)")
+    args.top_k = 3 if args.top_k is None else args.top_k
     if args.top_k < 1:
         raise MnistlabError(f"--top-k must be at least 1, got {args.top_k}")
-    if args.number and not args.denoise:
-        raise MnistlabError("--no-denoise does not apply to --number (each digit is cut from "
-                            "its own ink)")
     files = expand(args.images)
     if not files:
         raise MnistlabError(f"no image files in {', '.join(args.images)}")
