@@ -23,7 +23,8 @@ def test_numpy_backend_reaches_98_percent_on_real_mnist(real_mnist, tmp_path) ->
                    capture_output=True, text=True, timeout=900)
     summary = json.loads((tmp_path / "numpy" / "summary.json").read_text())
     config = json.loads((tmp_path / "numpy" / "config.json").read_text())
-    assert config["resolved"]["sizes"] == [784, 200, 50, 10]
+    assert config["model_args"] == {"hidden": "200,50"} and config["resolved"]["backend"] == "numpy"
+    assert summary["model_kwargs"] == {"hidden": "200,50", "activation": "relu"}
     assert (config["resolved"]["train_size"], config["resolved"]["val_size"]) == (55000, 5000)
     print(f"\nNumPy MLP 784-200-50-10: val {summary['best_val_accuracy']:.4f}, "
           f"test {summary['test_accuracy']:.4f}, {summary['train_seconds']:.1f} s")
