@@ -10,6 +10,8 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
     dataset, classes      what the model predicts
     config                the resolved TrainConfig
     bf16                  whether it trained (and was tested) under bf16 autocast
+    channels_last         the memory layout it trained in (kept on resume)
+    train_seconds, wall_seconds   time spent so far, over every session
     epoch, batch, step    progress: `batch` > 0 means saved in the middle of epoch `epoch`
     optimizer, scheduler  their state_dicts (None in an inference-only export)
     rng                   torch's global RNG state (dropout), CUDA's if any
