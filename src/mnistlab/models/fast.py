@@ -1,4 +1,5 @@
-"""`fast`: the default model, a small conv-BN-ReLU network sized for CPU training speed.
+"""`fast` and `fast-strided` (the default model): small conv-BN-ReLU networks sized for CPU
+training speed.
 
 On a CPU a small CNN spends its time less on multiply-adds than on moving activations
 through memory (convolution, BatchNorm, ReLU and pooling each read and write the whole
@@ -16,8 +17,9 @@ against 6k for the previous design (three 3x3 conv blocks at 28, 14 and 7 pixels
 32): the full-resolution 3x3 conv stack was the cost, and the strided 5x5 stem loses no
 accuracy in two epochs (99.2%, mean of 5 seeds). Widening the last block to 4w bought no
 accuracy and cost 20% of the speed; striding every conv instead of pooling was 1.8x faster
-again but left too thin a margin above 99%. `width` scales every layer; the `best` recipe
-uses width 48 with augmentation.
+again but left too thin a margin above 99% - until label smoothing and a hidden fully
+connected layer bought it back: that is `fast-strided` below, the default since. `width`
+scales every layer; the `best` recipe uses `fast` at width 48 with augmentation.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def conv_bn_relu(c_in: int, c_out: int, k: int, stride: int = 1) -> list[nn.Modu
             nn.BatchNorm2d(c_out), nn.ReLU()]
 
 
-@register("fast", "default: strided 5x5 stem, 2 conv-BN-ReLU-pool blocks, fc; for CPU speed")
+@register("fast", "strided 5x5 stem, 2 conv-BN-ReLU-pool blocks, fc (the `best` recipe's net)")
 class FastNet(nn.Module):
     def __init__(self, width: int = 16) -> None:
         super().__init__()
@@ -65,8 +67,9 @@ class StridedNet(nn.Module):
 
     `fast` spends 63% of its multiply-adds on a 3x3 convolution at 14x14 pixels; here that
     convolution strides to 7x7, so no map after the stem is larger than 7x7. With width 16
-    that is 0.74 M multiply-adds per image against `fast`'s 1.44 M, and a training step
-    takes 1.5x as many images per second on a 2-core AMD EPYC (batch 256; docs/speed.md).
+    that is 0.73 M multiply-adds per image against `fast`'s 1.44 M, and training takes about
+    1.3x as many images per second as `fast` at its batch of 128 did (AMD EPYC, one thread,
+    bf16 + channels-last; benchmarks/levers.py, docs/speed.md).
     The hidden fully connected layer costs little time (one matrix product on 4x4 maps) and
     buys back the accuracy that striding loses: without it, and with the default recipe's
     outlier exposure, a seed fell to 98.8% after two epochs; with it, every seed stays above
