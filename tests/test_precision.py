@@ -408,3 +408,43 @@ def test_mps_is_offered_no_bf16():
     assert dev.bf16_runs(mps) is False
     cands, _ = precision.candidates(mps, "auto", None, True)
     assert {c.bf16 for c in cands} == {False}
+
+
+def test_deterministic_runs_are_not_measured(tmp_path, synthetic_data, fast_bf16_cpu,
+                                             monkeypatch):
+    """A timed choice can differ between two runs; --deterministic promises that they agree."""
+    from mnistlab.train import resolve_config, train
+
+    def must_not_measure(*_a, **_k):
+        raise AssertionError("a --deterministic run measured its precision")
+
+    monkeypatch.setattr(precision, "measure", must_not_measure)
+    out = io.StringIO()
+    config = resolve_config(model="fast", model_args={"width": 4}, epochs=1, batch_size=50,
+                            val_size=100, runs_dir=str(tmp_path), name="d", threads=1,
+                            deterministic=True)
+    result = train(config, data=synthetic_data, stream=out)
+    assert "precision: fp32 (--deterministic: not measured" in out.getvalue()
+    resolved = json.loads((result.run_dir / "config.json").read_text())["resolved"]
+    assert (resolved["bf16"], resolved["channels_last"]) == (False, False)
+
+
+def test_a_resumed_run_keeps_its_layout(tmp_path, synthetic_data, fast_bf16_cpu, monkeypatch):
+    from mnistlab.train import resolve_config, train
+
+    config = resolve_config(model="fast", model_args={"width": 4}, epochs=2, batch_size=50,
+                            val_size=100, runs_dir=str(tmp_path), name="r", threads=1,
+                            bf16="off")
+    layouts: list[object] = []
+    real_choose = precision.choose
+
+    def channels_last_first(model, b, device, bf16="auto", channels_last=None, **kw):
+        layouts.append(channels_last)
+        if channels_last is None:  # the first session "measures" channels-last as faster
+            return precision.Verdict(Candidate(False, True), "forced", "test")
+        return real_choose(model, b, device, bf16, channels_last, **kw)
+
+    monkeypatch.setattr(precision, "choose", channels_last_first)
+    first = train(config, data=synthetic_data, stream=io.StringIO(), max_epochs=1)
+    train(config, data=synthetic_data, stream=io.StringIO(), resume=first.run_dir)
+    assert layouts == [None, True]  # the resumed session was given the recorded layout

@@ -20,6 +20,7 @@ other half is still measured. A resumed run keeps the precision it started in.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -310,14 +311,24 @@ def choose_for_run(config: Any, model: nn.Module, images: torch.Tensor, labels: 
     from mnistlab.train import distributed
     from mnistlab.train.optim import build_optimizer
 
-    bf16 = config.bf16
-    if resume_state is not None and resume_state.get("bf16") is not None:
-        bf16 = "on" if resume_state["bf16"] else "off"
+    bf16, channels_last = config.bf16, config.channels_last
+    if resume_state is not None:
+        if resume_state.get("bf16") is not None:
+            bf16 = "on" if resume_state["bf16"] else "off"
+        if channels_last is None:
+            channels_last = _recorded_layout(resume_state)
     pick: tuple[bool, bool] | None = None
-    if dist.is_main:
+    if dist.is_main and getattr(config, "deterministic", False) and (
+            bf16 == "auto" or channels_last is None):
+        # A timed choice can differ between two runs; --deterministic promises they do not.
+        has_conv = any(p.dim() == 4 for p in model.parameters())
+        pick = (bf16 != "auto" and use_bf16(bf16, device), bool(channels_last) and has_conv)
+        say(f"precision: {Candidate(*pick).label} (--deterministic: not measured, so that "
+            "the run repeats exactly; --bf16 on and --channels-last to choose)")
+    elif dist.is_main:
         n = min(distributed.per_rank_batch(config.batch_size, dist), len(labels))
         batch = (normalizer(images[:n]).to(device), labels[:n].to(device))
-        verdict = choose(model, batch, device, bf16, config.channels_last,
+        verdict = choose(model, batch, device, bf16, channels_last,
                          make_optimizer=lambda net: build_optimizer(net, config))
         say(verdict.describe())
         for note in verdict.notes:
@@ -325,3 +336,14 @@ def choose_for_run(config: Any, model: nn.Module, images: torch.Tensor, labels: 
         pick = (verdict.choice.bf16, verdict.choice.channels_last)
     bf16_on, layout = distributed.broadcast_object(pick, dist)
     return bool(bf16_on), bool(layout)
+
+
+def _recorded_layout(state: dict[str, Any]) -> bool | None:
+    """The layout a run chose, from the `resolved` block of its config.json (None if not
+    recorded), so that a resumed run keeps it."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        config = json.loads((Path(state["path"]).parent / "config.json").read_text())
+        value = config["resolved"]["channels_last"]
+        if isinstance(value, bool):
+            return value
+    return None
