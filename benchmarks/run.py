@@ -11,7 +11,7 @@ Same machine, same MNIST files, same thread count throughout. Sections:
   2. A faithful replica of the official example (benchmarks/example_replica.py): per-sample
      PIL images through a DataLoader, its network, Adadelta, StepLR, batch 64, run until its
      test accuracy passes 99.0% (at most --example-epochs, default 4: the unchanged example
-     needs 3 or 4), so that the headline is a ratio of times to 99%, not a lower bound.
+     needs 4 or 5 here), so that the headline is a ratio of times to 99%, not a lower bound.
   3. The same network and optimiser fed by mnistlab's tensor pipeline (the Batcher), one
      epoch: separates the data-path speed-up from the recipe speed-up.
   4. The data path alone: images/s of the Batcher against the per-sample DataLoader.
