@@ -30,7 +30,7 @@ from torch import nn
 from mnistlab.models import create_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import holding
+from benchmark_common import holding
 
 
 @dataclass

@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine
+from benchmark_common import machine
 
 from mnistlab.checkpoint import load_model
 from mnistlab.data import photolike

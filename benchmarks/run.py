@@ -41,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import example_replica as example
-from common import holding, machine
+from benchmark_common import holding, machine
 
 from mnistlab.data.dataset import DigitData, load_dataset
 from mnistlab.data.locate import ensure_files
