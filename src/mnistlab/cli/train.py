@@ -71,8 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "none on this device is an error, not a warning")
     add_device(g)
     g.add_argument("--bf16", choices=["auto", "on", "off"], default=S,
-                   help="bf16 autocast (auto: where the hardware has fast bf16)")
-    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=S)
+                   help="bf16 autocast (auto: whichever of bf16 and fp32 trains faster, "
+                        "measured on a few real steps at start-up and cached)")
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=S,
+                   help="channels-last memory layout for conv nets (default: measured, as --bf16 "
+                        "auto)")
     g.add_argument("--threads", type=int, default=S, help="CPU threads for torch")
     g.add_argument("--track-test", action="store_true", default=S,
                    help="also log test metrics every epoch, for curves (never for selection)")
