@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mnistlab.checkpoint import load_checkpoint, save_checkpoint
-    from mnistlab.errors import MnistlabError
     from mnistlab.checkpoint_npz import checkpoint_to_npz
+    from mnistlab.errors import MnistlabError
 
     output = Path(args.output)
     if output.suffix not in (".pt", ".npz"):
