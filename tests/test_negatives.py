@@ -100,3 +100,20 @@ def test_a_damaged_cache_file_is_drawn_again(monkeypatch, tmp_path):
     assert np.array_equal(images, negatives.generate(30, seed=3)[0])
     with np.load(path) as saved:  # and the cache now holds the good copy
         assert np.array_equal(saved["images"], images)
+
+
+def test_printed_digits_are_labelled_and_in_mnist_form():
+    images, labels = negatives.generate(200, seed=3, variant="printed")
+    again, same = negatives.generate(200, seed=3, variant="printed")
+    assert np.array_equal(images, again) and np.array_equal(labels, same)
+    assert images.shape == (200, 28, 28) and images.dtype == np.uint8
+    assert set(labels.tolist()) == set(range(10))
+    assert (images.max(axis=(1, 2)) == 255).all()
+    centres = np.array([centre_of_mass(im.astype(np.float64)) for im in images])
+    assert np.abs(centres.mean(0) - 14.0).max() < 0.15
+    # Not the letters bank: another variant, other images.
+    letters, _ = negatives.generate(200, seed=3)
+    assert not np.array_equal(images, letters)
+    info = negatives.info(200, 3, "printed")
+    assert info["digits"] == "0123456789" and "letters" not in info
+    assert not any("liberation" in f.lower() for f in info["fonts"])

@@ -113,6 +113,7 @@ def small_banks(monkeypatch):
     """Small negative banks: the tests check the plumbing, not the rejection rate."""
     monkeypatch.setattr(outliers, "BANK_SIZE", 256)
     monkeypatch.setattr(outliers, "HOLDOUT_SIZE", 128)
+    monkeypatch.setattr(outliers, "PRINTED_SIZE", 128)
 
 
 def test_the_default_recipe_turns_it_on_for_mnist_only():
@@ -242,3 +243,30 @@ def test_the_default_run_says_not_a_digit(real_default_run, real_mnist):
         accepted = gate.accepts(model(normalizer(real_mnist.test_images[:2000])))
     assert rejected.double().mean() >= 0.80
     assert accepted.double().mean() >= 0.99
+
+
+def test_printed_digits_ride_along_with_their_labels(tmp_path, synthetic_data, small_banks):
+    from mnistlab.train.loop import Trainer
+
+    trainer = Trainer(oe_config(tmp_path, "printed"), synthetic_data, stream=io.StringIO())
+    oe = trainer.outliers
+    x = torch.zeros(32, 1, 28, 28)
+    out = oe.extend(x, 0, 5)
+    assert oe.per_step == 2 and oe.printed_per_step == 2 and out.shape[0] == 36
+    labels = oe._step_labels.clone()
+    assert labels.shape == (2,) and ((labels >= 0) & (labels <= 9)).all()
+    assert torch.equal(out, oe.extend(x, 0, 5)) and torch.equal(labels, oe._step_labels)
+    # The printed digits' images are the bank's, for the labels recorded.
+    printed = out[34:]
+    matches = [(oe.printed == p).flatten(1).all(1).nonzero().flatten() for p in printed]
+    assert all(len(m) and int(oe.printed_labels[m[0]]) == int(lb)
+               for m, lb in zip(matches, labels, strict=True))
+    # Their loss is a cross-entropy on those labels: right logits cost less than wrong ones.
+    right = torch.zeros(36, 10)
+    right[34:] = torch.nn.functional.one_hot(labels, 10).float() * 10
+    wrong = torch.zeros(36, 10)
+    wrong[34:] = torch.nn.functional.one_hot((labels + 1) % 10, 10).float() * 10
+    digits, loss_right = oe.split_loss(right, 32)
+    _, loss_wrong = oe.split_loss(wrong, 32)
+    assert digits.shape == (32, 10) and float(loss_right) < float(loss_wrong)
+    assert oe.info["printed"]["digits"] == "0123456789"
