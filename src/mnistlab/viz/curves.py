@@ -239,10 +239,10 @@ def curves_figure(runs: list[RunRecord], title: str | None = None) -> Figure:
     if len(lr_curves) > 1 and all(_same_curve(lr_curves[0], c) for c in lr_curves[1:]):
         lr_ax.text(0.98, 0.95, f"same schedule for all {len(lr_curves)} runs",
                    transform=lr_ax.transAxes, ha="right", va="top", fontsize=8, color="#333")
-    loss_ax.set(title="training loss per step", ylabel="cross-entropy")
+    loss_ax.set(title="training loss per step", ylabel="loss (as trained: smoothing, extra terms)")
     acc_ax.set(title="accuracy per epoch", ylabel="accuracy")
     acc_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.4g}%"))
-    eloss_ax.set(title="loss per epoch", ylabel="cross-entropy", xlabel="epoch")
+    eloss_ax.set(title="loss per epoch", ylabel="loss", xlabel="epoch")
     lr_ax.set(title="learning rate", ylabel="learning rate", xlabel="epoch")
     lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     _zoom_accuracy(acc_ax)
