@@ -53,9 +53,9 @@ def percent(hits: int, total: int) -> str:
 
 
 def preprocess(samples: list[photolike.Sample], method: str
-               ) -> tuple[np.ndarray, list[list[str]], list[bool]]:
-    """Arrays, input problems and whether preprocessing worked at all, per sample."""
-    arrays, problems, ok = [], [], []
+               ) -> tuple[np.ndarray, list[list[str]]]:
+    """Arrays and input problems per sample ("global" has no input checks: only a failure)."""
+    arrays, problems = [], []
     for s in samples:
         try:
             if method == "global":
@@ -65,20 +65,15 @@ def preprocess(samples: list[photolike.Sample], method: str
                 prepared = prepare(s.image)
                 arrays.append(prepared.array)
                 problems.append(prepared.problems)
-            ok.append(True)
         except MnistlabError as e:  # no ink found: no answer, so wrong and not accepted
             arrays.append(BLANK)
             problems.append([str(e)])
-            ok.append(False)
-    return np.stack(arrays), problems, ok
+    return np.stack(arrays), problems
 
 
 def classify(model, normalizer, device, gate, samples, method):
-    arrays, problems, ok = preprocess(samples, method)
-    checks = problems if method == "local" else [p if not k else [] for p, k in
-                                                 zip(problems, ok, strict=True)]
-    predictions = predict(model, normalizer, arrays, device, 1, gate=gate, problems=checks)
-    return predictions, ok
+    arrays, problems = preprocess(samples, method)
+    return predict(model, normalizer, arrays, device, 1, gate=gate, problems=problems)
 
 
 def read_number(model, normalizer, device, image: Image.Image) -> str:
@@ -114,7 +109,7 @@ def evaluate_run(run: Path, sets: dict, device: torch.device, mnist) -> dict:
         started = time.perf_counter()
         for kind in ("printed", "handwritten"):
             samples = sets[kind]
-            predictions, _ = classify(model, normalizer, device, gate, samples, method)
+            predictions = classify(model, normalizer, device, gate, samples, method)
             per: dict = defaultdict(lambda: [0, 0, 0])  # right, accepted, total
             for s, p in zip(samples, predictions, strict=True):
                 cell = per[s.condition]
@@ -122,14 +117,13 @@ def evaluate_run(run: Path, sets: dict, device: torch.device, mnist) -> dict:
                 cell[1] += int(bool(p.is_digit))
                 cell[2] += 1
             r[kind] = {c: list(v) for c, v in per.items()}
-        predictions, _ = classify(model, normalizer, device, gate, sets["non-digit"], method)
+        predictions = classify(model, normalizer, device, gate, sets["non-digit"], method)
         rejected: dict = defaultdict(lambda: [0, 0])
         for s, p in zip(sets["non-digit"], predictions, strict=True):
             rejected[s.kind][0] += int(not p.is_digit)
             rejected[s.kind][1] += 1
         r["non-digit"] = {k: list(v) for k, v in rejected.items()}
-        predictions, _ = classify(model, normalizer, device, gate, sets["mnist-on-paper"],
-                                  method)
+        predictions = classify(model, normalizer, device, gate, sets["mnist-on-paper"], method)
         r["mnist-on-paper"] = [sum(bool(p.is_digit) for p in predictions), len(predictions),
                                sum(p.label == int(lab) for p, lab in
                                    zip(predictions, sets["mnist-on-paper-labels"], strict=True))]

@@ -166,6 +166,7 @@ def save_preprocessed(out: Path, files: list[Path], items: list, results: list,
     from PIL import Image
 
     from mnistlab.atomic import write_with
+    from mnistlab.predict import load_image
     from mnistlab.predict.segment import draw_boxes
 
     def write(image: Image.Image, name: str) -> None:
@@ -178,8 +179,6 @@ def save_preprocessed(out: Path, files: list[Path], items: list, results: list,
         if not number:
             write(Image.fromarray(item.array, mode="L"), f"{name}.png")
             continue
-        from mnistlab.predict import load_image
-
         labels = [str(p.label) for p in result]
         write(draw_boxes(load_image(path), [c.box for c in item], labels), f"{name}-boxes.png")
         for i, crop in enumerate(item):
@@ -189,7 +188,7 @@ def save_preprocessed(out: Path, files: list[Path], items: list, results: list,
 def format_number(path: Path, predictions: list, classes: list[str]) -> str:
     text = "".join(classes[p.label] for p in predictions)
     digits = ", ".join(f"{classes[p.label]} {p.probability:.1%}" for p in predictions)
-    return f"{path}: {text or '(no digits)'}  ({digits})" if digits else f"{path}: (no digits)"
+    return f"{path}: {text}  ({digits})" if digits else f"{path}: (no digits)"
 
 
 def format_prediction(path: Path, p, classes: list[str], explain: bool) -> str:

@@ -2,7 +2,7 @@
 
 `generate(n, seed)` draws n seeded 28x28 uint8 images, white on black and framed like MNIST
 (the ink's longer side scaled to 20 px, centre of mass at (14, 14), with the same helpers
-that frame a user's photo: mnistlab.predict.preprocess.fit_box/paste_centred), from these
+that frame a user's photo: mnistlab.predict.preprocess.frame), from these
 kinds:
 
     letter    Latin letters that do not look like digits (LETTERS; EXCLUDED says why the
@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from mnistlab.predict.preprocess import fit_box, paste_centred, to_uint8
+from mnistlab.predict.preprocess import frame, to_uint8
 
 VERSION = 2  # bump whenever the images change: old caches are then ignored
 CANVAS = 64  # drawing size before framing (strokes 3-9 px here ~ MNIST's 1.5-3 px at 28x28)
@@ -339,11 +339,6 @@ def draw_one(kind: str, rng: np.random.Generator, style: Style) -> np.ndarray:
     image = Image.new("L", (CANVAS, CANVAS))
     _DRAWERS[kind](ImageDraw.Draw(image), rng, style)
     return np.asarray(image, dtype=np.float32) / 255.0
-
-
-def frame(ink: np.ndarray) -> np.ndarray:
-    """float ink on black -> uint8 (28, 28), framed the MNIST way."""
-    return to_uint8(paste_centred(fit_box(ink)))
 
 
 def generate(n: int, seed: int = 0, variant: str = "train") -> tuple[np.ndarray, np.ndarray]:

@@ -165,9 +165,8 @@ def segment_digits(image: Image.Image) -> list[DigitCrop]:
             if believable:
                 cuts = [0, *inner, w]
         for c0, c1 in pairwise(cuts):
-            piece = np.zeros_like(soft)
-            piece[y0:y1, x0 + c0 : x0 + c1] = region[:, c0:c1]
-            rows = np.nonzero(piece[y0:y1, x0 + c0 : x0 + c1].max(1) > 0)[0]
+            piece = region[:, c0:c1]  # frame() crops to the ink, so no full-size copy
+            rows = np.nonzero(piece.max(1) > 0)[0]
             if rows.size == 0:
                 continue
             top, bottom = y0 + rows[0], y0 + rows[-1] + 1
