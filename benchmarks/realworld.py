@@ -125,8 +125,8 @@ def evaluate_run(run: Path, sets: dict, device: torch.device, mnist) -> dict:
         r["non-digit"] = {k: list(v) for k, v in rejected.items()}
         predictions = classify(model, normalizer, device, gate, sets["mnist-on-paper"], method)
         r["mnist-on-paper"] = [sum(bool(p.is_digit) for p in predictions), len(predictions),
-                               sum(p.label == int(lab) for p, lab in
-                                   zip(predictions, sets["mnist-on-paper-labels"], strict=True))]
+                               sum(str(p.label) == s.text for p, s in
+                                   zip(predictions, sets["mnist-on-paper"], strict=True))]
         if method == "local":
             for kind in ("printed", "handwritten"):
                 samples = sets[f"number-{kind}"]
@@ -221,7 +221,6 @@ def build_sets(args, mnist) -> dict:
         "mnist-on-paper": [photolike.Sample(im, str(int(lab)), "handwritten", "white paper")
                            for im, lab in zip(mnist_on_paper(x[pick], rng), y[pick],
                                               strict=True)],
-        "mnist-on-paper-labels": y[pick],
     }
 
 
