@@ -81,9 +81,6 @@ def result_from_logits(logits: torch.Tensor, labels: torch.Tensor,
                       confusion=confusion)
 
 
-SPLITS = ("test", "val", "train")
-
-
 def checkpoint_split(state: dict[str, Any], data: Any, split: str) -> Split:
     """`test`, or the run's own `val` (the images that chose best.pt: the same seed and
     size, drawn by data.split like the run did) or `train` (the rest of the training set)."""

@@ -152,7 +152,6 @@ def run(args: argparse.Namespace) -> int:
     from mnistlab.train import train
 
     config = config_from_args(args)
-    resume_epochs = getattr(args, "epochs", None) if args.resume is not None else None
     plan = None
     if args.resume is not None:
         from mnistlab.train.resume import plan_resume
@@ -161,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         if ignored:
             print(f"mnistlab: note: --resume continues with the run's own options; ignoring "
                   f"{', '.join(ignored)}", file=sys.stderr)
-        plan = plan_resume(args.resume, config, resume_epochs)
+        plan = plan_resume(args.resume, config, getattr(args, "epochs", None))
         config = plan.config  # the run's model, data set and recipe: what --doctor examines
     elif config.backend == "torch":
         from mnistlab.models import model_arguments
@@ -190,8 +189,7 @@ def run(args: argparse.Namespace) -> int:
         from mnistlab.viz.tensorboard import TensorBoardCallback
 
         callbacks.append(TensorBoardCallback())
-    result = train(config, data=data, resume=plan if plan is not None else args.resume,
-                   callbacks=callbacks)
+    result = train(config, data=data, resume=plan, callbacks=callbacks)
     if args.report:
         from mnistlab.viz.report import write_report
 

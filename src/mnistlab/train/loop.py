@@ -183,27 +183,27 @@ class Trainer:
         self.train_seconds = 0.0  # over every session of the run
         self.wall_seconds_before = 0.0  # wall time of the sessions before this one
         self.epoch_start: float | None = None  # when the epoch in progress started
+        self.wall_start: float | None = None  # when this session's fit() started
 
     def _open_run(self, plan: ResumePlan | None) -> None:
         """The run directory: a new one, or the resumed run's with its state restored."""
         config = self.config
         if plan is not None:
             self.run = RunDir.open(plan.run_dir)
-            self.book = RunBook(self.run, config, self.progress, self.data.name,
-                                is_main=self.dist.is_main)
+        else:
+            # Every rank uses rank 0's run name (a timestamp could differ); only rank 0 writes.
+            name = distributed.broadcast_object(
+                config.name or new_run_name(config.model, config.dataset), self.dist)
+            self.run = (RunDir.create(config.runs_dir, name) if self.dist.is_main
+                        else RunDir(Path(config.runs_dir) / name))
+        self.book = RunBook(self.run, config, self.progress, self.data.name,
+                            is_main=self.dist.is_main)
+        if plan is not None:
             self._restore(plan.state)
             if plan.extended_from is not None:
                 self.progress.print(plan.extension_note())
                 if self.dist.is_main:
                     plan.record_extension()
-            return
-        # Every rank uses rank 0's run name (a timestamp could differ); only rank 0 writes.
-        name = distributed.broadcast_object(
-            config.name or new_run_name(config.model, config.dataset), self.dist)
-        self.run = (RunDir.create(config.runs_dir, name) if self.dist.is_main
-                    else RunDir(Path(config.runs_dir) / name))
-        self.book = RunBook(self.run, config, self.progress, self.data.name,
-                            is_main=self.dist.is_main)
 
     @property
     def best(self) -> dict[str, Any]:
@@ -409,7 +409,7 @@ class Trainer:
 
     def wall_seconds(self) -> float:
         """Wall time of the whole run: every session before this one, and this one so far."""
-        start = getattr(self, "wall_start", None)
+        start = self.wall_start
         return self.wall_seconds_before + (time.perf_counter() - start if start else 0.0)
 
     def _epoch_and_checkpoints(self) -> bool:

@@ -45,7 +45,6 @@ from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import predict_logits
 from mnistlab.predict.reject import DigitGate
 
-MODES = ("auto", "on", "off")
 AUTO_DATASETS = ("mnist",)  # auto: on for digits; letters and shapes are not "non-clothing"
 PER_DIGITS = 16  # one negative per 16 digits in a batch
 PRINTED_PER_DIGITS = 16  # and one printed digit per 16
