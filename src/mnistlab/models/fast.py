@@ -55,7 +55,6 @@ class FastNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-
 @register("fast-strided", "default: 3 strided conv-BN-ReLU (no pooling), fc 128; for CPU speed")
 class StridedNet(nn.Module):
     """Every convolution strides, nothing pools: 28 -> 14 -> 7 -> 4 pixels.

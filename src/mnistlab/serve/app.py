@@ -32,7 +32,7 @@ from mnistlab.serve.limits import (
     ApiError,
     BodyLimitMiddleware,
     Limits,
-    error_body,
+    send_json,
 )
 from mnistlab.serve.service import DigitModel
 
@@ -132,19 +132,12 @@ def number_requested(request: Request) -> bool:
     return value in ("true", "1")
 
 
-async def send_json(send, status: int, message: str, extra: tuple = ()) -> None:
-    body = error_body(message)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), *extra]})
-    await send({"type": "http.response.body", "body": body})
-
-
 class GuardMiddleware:
     """Outermost: the security headers on every answer (refusals included), and the Host
     header checked against the allow-list (a DNS-rebinding page sends its own name)."""
 
     HEADERS = tuple((k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items())
+    NAMES = frozenset(k for k, _ in HEADERS)
 
     def __init__(self, app, limits: Limits) -> None:
         self.app, self.limits = app, limits
@@ -156,8 +149,8 @@ class GuardMiddleware:
 
         async def send_with_headers(message) -> None:
             if message["type"] == "http.response.start":
-                names = {k for k, _ in self.HEADERS}
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() not in self.NAMES]
                 message = {**message, "headers": [*headers, *self.HEADERS]}
             await send(message)
 

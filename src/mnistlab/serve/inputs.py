@@ -106,7 +106,6 @@ def json_depth(body: bytes) -> int:
     return int(np.cumsum(steps).max(initial=0))
 
 
-
 def _json_item(entry: Any, where: str) -> tuple[str, Any]:
     if not isinstance(entry, dict):
         raise ApiError(400, f"{where}: must be an object with \"image\" or \"pixels\"")

@@ -145,6 +145,15 @@ def error_body(message: str) -> bytes:
     return json.dumps({"error": message}).encode()
 
 
+async def send_json(send, status: int, message: str, extra: tuple = ()) -> None:
+    """A JSON error answer through an ASGI `send`, with any `extra` headers."""
+    body = error_body(message)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *extra]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def raw_json_response(status: int, message: str, reason: str) -> bytes:
     """A complete HTTP/1.1 answer written straight to a socket (outside any ASGI app): JSON,
     the security headers, and the connection closed after it."""
@@ -220,9 +229,4 @@ class BodyLimitMiddleware:
 
     @staticmethod
     async def _refuse(send, status: int, message: str) -> None:
-        body = error_body(message)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, status, message, ((b"connection", b"close"),))

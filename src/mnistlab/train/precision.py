@@ -37,7 +37,14 @@ from torch import nn
 
 from mnistlab import __version__
 from mnistlab.atomic import write_text
-from mnistlab.device import bf16_runs, cpu_has_fast_bf16, hardware_name, synchronize, use_bf16
+from mnistlab.device import (
+    autocast,
+    bf16_runs,
+    cpu_has_fast_bf16,
+    hardware_name,
+    synchronize,
+    use_bf16,
+)
 
 CACHE_NAME = "precision.json"
 CACHE_FORMAT = 1
@@ -127,14 +134,9 @@ def _prepare(model: nn.Module, batch: Batch, device: torch.device, candidate: Ca
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     optimizer = make_optimizer(net)
-    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-                if candidate.bf16 else None)
 
     def step() -> None:
-        if autocast is not None:
-            with autocast:
-                logits = net(x)
-        else:
+        with autocast(device, candidate.bf16):  # as the training loop does
             logits = net(x)
         loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
