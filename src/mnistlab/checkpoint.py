@@ -32,7 +32,7 @@ from torch import nn
 
 from mnistlab.atomic import write_with
 from mnistlab.data.pipeline import MNIST_NORMALIZER, Normalizer
-from mnistlab.device import bf16_supported
+from mnistlab.device import bf16_runs
 from mnistlab.errors import MnistlabError
 from mnistlab.models import create_model
 
@@ -161,7 +161,7 @@ def evaluation_bf16(state: dict[str, Any], device: torch.device) -> bool:
     trained = state.get("bf16")
     if trained is None:  # checkpoints that predate the key, and NumPy runs
         trained = state.get("config", {}).get("bf16", "off") != "off"
-    return bool(trained) and bf16_supported(device)
+    return bool(trained) and bf16_runs(device)
 
 
 def checkpoint_dataset(state: dict[str, Any], name: str | None = None,

@@ -122,11 +122,6 @@ def bf16_runs(device: torch.device) -> bool:
     return False
 
 
-def bf16_supported(device: torch.device) -> bool:
-    """Kept for callers that ask "may this device evaluate in bf16?": see `bf16_runs`."""
-    return bf16_runs(device)
-
-
 def use_bf16(setting: str, device: torch.device) -> bool:
     """Resolve a forced `--bf16 on|off`; `auto` is decided by measurement
     (mnistlab.train.precision), and here means only "if it can run at all"."""

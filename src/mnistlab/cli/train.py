@@ -62,8 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stop after this many epochs without a better validation accuracy")
     # reject: not a digit (train/outliers.py, docs/not-a-digit.md)
     g.add_argument("--outlier-exposure", choices=["auto", "on", "off"], default=S,
-                   help="train with generated non-digits and calibrate a 'not a digit' "
-                        "threshold on validation (auto: on for MNIST with the torch backend)")
+                   help="train with generated non-digits (and printed digits) and calibrate "
+                        "a 'not a digit' threshold on validation (auto: on for MNIST with the "
+                        "torch backend)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=S)
     g.add_argument("--deterministic", action="store_true", default=S,

@@ -85,18 +85,22 @@ def predict(model: nn.Module, normalizer: Normalizer, images_u8: np.ndarray | to
     accepted = gate.accepts(logits).tolist() if gate is not None else [True] * len(images)
     scores = gate.scores(logits).tolist() if gate is not None else [0.0] * len(images)
     threshold = getattr(gate, "threshold", None)
-    out = []
-    for i, p in enumerate(predictions):
-        found = list(problems[i]) if problems is not None else []
-        reason = None
-        if found:
-            reason = "; ".join(found)
-        elif not accepted[i]:
-            reason = "the model does not find it digit-like"
-            if threshold is not None:
-                reason += f" (score {scores[i]:.3g} < {threshold:.3g})"
-        out.append(replace(p, is_digit=reason is None, reason=reason))
-    return out
+    return [judge(p, problems[i] if problems is not None else [], accepted[i], scores[i],
+                  threshold) for i, p in enumerate(predictions)]
+
+
+def judge(prediction: Prediction, problems: Sequence[str], accepted: bool, score: float,
+          threshold: float | None) -> Prediction:
+    """`prediction` with is_digit and, when not, the reason: the input's problems first, else
+    the gate's verdict on its logits (`accepted`, `score` against `threshold`)."""
+    reason = None
+    if problems:
+        reason = "; ".join(problems)
+    elif not accepted:
+        reason = "the model does not find it digit-like"
+        if threshold is not None:
+            reason += f" (score {score:.3g} < {threshold:.3g})"
+    return replace(prediction, is_digit=reason is None, reason=reason)
 
 
 def predictions_from_logits(logits: torch.Tensor, top_k: int = 3) -> list[Prediction]:

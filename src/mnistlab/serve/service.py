@@ -12,7 +12,6 @@ import functools
 import io
 import os
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from mnistlab.checkpoint import load_model
 from mnistlab.data.pipeline import Normalizer
 from mnistlab.errors import MnistlabError
 from mnistlab.models.summary import count_params
-from mnistlab.predict.predict import Prediction, predict, predictions_from_logits
+from mnistlab.predict.predict import Prediction, judge, predict, predictions_from_logits
 from mnistlab.predict.reject import DigitGate
 from mnistlab.predict.segment import DigitCrop
 from mnistlab.train.rundir import read_json
@@ -84,12 +83,8 @@ class DigitModel:
               problems: list[str]) -> Prediction:
         """is_digit as mnistlab.predict.predict.predict decides it, for one prediction whose
         logits came from elsewhere (the feature-map pass)."""
-        if problems:
-            return replace(prediction, is_digit=False, reason="; ".join(problems))
-        if not bool(self.gate.accepts(logits)[0]):
-            return replace(prediction, is_digit=False,
-                           reason="the model does not find it digit-like")
-        return replace(prediction, is_digit=True)
+        return judge(prediction, problems, bool(self.gate.accepts(logits)[0]),
+                     float(self.gate.scores(logits)[0]), getattr(self.gate, "threshold", None))
 
     def info(self) -> dict[str, Any]:
         spec = self.state.get("model") or {}
