@@ -18,6 +18,15 @@ ruled, and the digit may be small in a large picture. So (docs/predict.md has th
        to it), drop specks and stray marks
     -> crop to it -> longer side to 20 px -> centre by centre of mass in 28x28.
 
+A clean picture - a drawing canvas, a synthetic image: the border one exact value and every
+pixel on one side of it (clean_ink) - takes a fast path: the plane fit and the darkest and
+brightest pixels are not needed to tell the ink's side, the paper estimate is skipped when
+it is provably one level (and for every picture the line search looks only at rows with
+enough ink to hold a line).
+Each skipped step would have changed nothing, so the result is the same, bit for bit
+(tests/test_preprocess_fast.py); photos, with their noise and uneven light, are never clean.
+`Prepared.clean` says which path was taken; `fast=False` forces the full one.
+
 `prepare(image)` also says what looks wrong with the input (`Prepared.problems`: a single
 dot, too many separate pieces); `to_mnist` returns only the 28x28 array. The previous,
 single-level algorithm is kept as `to_mnist(image, method="global")` for comparison
@@ -417,6 +426,14 @@ def remove_lines(mask: np.ndarray, strength: np.ndarray, level: float) -> np.nda
     return out
 
 
+def paper_noise(strength: np.ndarray) -> tuple[float, float]:
+    """The median of `strength` (>= 0) and its robust standard deviation (1.4826 * MAD)."""
+    if np.count_nonzero(strength) < strength.size // 2 - 1:
+        return 0.0, 0.0  # both middle values are 0 (paper): the same, without sorting
+    centre = float(np.median(strength))
+    return centre, 1.4826 * float(np.median(np.abs(strength - centre)))
+
+
 @dataclass
 class Ink:
     """A picture analysed: where the ink is, how strong, and its connected pieces. Arrays are
@@ -454,8 +471,7 @@ def analyse(image: Image.Image, fast: bool = True) -> Ink:
         raise MnistlabError("empty image: no ink found")
     # The paper's noise, robustly over the whole picture (ink covers well under half of
     # it); Otsu alone would split the noise itself when the digit is a speck in a big photo.
-    centre = float(np.median(strength))
-    sigma = 1.4826 * float(np.median(np.abs(strength - centre)))
+    centre, sigma = paper_noise(strength)
     floor = centre + 3.0 * sigma
     threshold = max(otsu(strength), centre + 5.0 * sigma, MIN_CONTRAST)
     mask = strength > threshold
@@ -476,7 +492,9 @@ def analyse(image: Image.Image, fast: bool = True) -> Ink:
     if len(pieces) == 0:
         raise MnistlabError("empty image: no ink found")
     largest = float(pieces.area.max())
-    keep = pieces.area >= max(3.0, 0.02 * largest)
+    # Specks are dropped, unless the speck is all there is (a one-pixel tap): that is kept,
+    # to be judged "too little ink", not lost.
+    keep = pieces.area >= min(max(3.0, 0.02 * largest), largest)
     return Ink(strength, mask, pieces, keep, floor, scale, clean is not None)
 
 

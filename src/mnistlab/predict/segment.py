@@ -1,7 +1,8 @@
 """Read a whole number: split a picture into its digits, left to right, each in MNIST form.
 
 The ink is found exactly as for one digit (mnistlab.predict.preprocess.analyse: local paper
-level, adaptive threshold, ruled lines and specks dropped, connected pieces). Then:
+level, adaptive threshold, ruled lines and specks dropped, connected pieces; a clean canvas
+takes the fast path there, with the same result). Then:
 
 1. Pieces that share at least half of their columns belong to one digit (a 7 and its
    crossbar, the two strokes of a 4 written in two goes); a flat piece (the flag of a 5
@@ -140,10 +141,12 @@ def split_candidates(region: np.ndarray, parts: int) -> tuple[list[int], bool]:
     return cuts, good
 
 
-def segment_digits(image: Image.Image) -> list[DigitCrop]:
+def segment_digits(image: Image.Image, fast: bool = True) -> list[DigitCrop]:
     """Every digit in a picture, left to right, each with its box in the original picture and
-    its MNIST-form 28x28 array. Raises MnistlabError for a picture too small or without ink."""
-    ink = analyse(image)
+    its MNIST-form 28x28 array. Raises MnistlabError for a picture too small or without ink.
+    A clean picture (a drawing canvas) is analysed by the fast path, with the same result;
+    `fast=False` takes the full path anyway (see preprocess.analyse)."""
+    ink = analyse(image, fast)
     p = ink.pieces
     groups = group_pieces(ink)
     boxes = [(p.x0[g].min(), p.y0[g].min(), p.x1[g].max(), p.y1[g].max()) for g in groups]
