@@ -160,7 +160,7 @@ def test_train_help_reads_right(capsys):
     out = " ".join(capsys.readouterr().out.split())
     for wrong in ("(default: None)", "(default: True)", "(default: False)", "(default: [])"):
         assert wrong not in out
-    assert "--epochs EPOCHS (default: 2)" in out  # the default recipe's value, from TrainConfig
+    assert "--epochs EPOCHS (default: 1)" in out  # the default recipe's value, not TrainConfig's 2
     assert "--nesterov, --no-nesterov (default: on)" in out
 
 
