@@ -6,11 +6,20 @@
     flock /tmp/mnistlab-timing.lock python benchmarks/load_test.py runs/NAME \
         --threads 1,2 --contention --requests 300 --concurrency 1
 
+    # where the time of one request goes: the preprocessing alone, in this process
+    flock /tmp/mnistlab-timing.lock python benchmarks/load_test.py --preprocess
+
 Starts the server in a child process (or uses --url), sends PNG drawings of digits - real
 MNIST test digits blown up to a 280x280 canvas when MNISTLAB_DATA has them, else synthetic
 strokes - from `concurrency` client threads with keep-alive connections, and fails (exit 1)
 on any error or wrong status. Client and server share the machine's cores, so the figures are
 a floor for what the server alone could do.
+
+`--preprocess` starts no server: it times, in this process and side by side (interleaved
+picture by picture, so that a change in the machine's load hits all alike), the ways of
+bringing the same PNGs into MNIST form: `prepare` as the server calls it (clean canvases take
+the fast path), `prepare(fast=False)` (the full photo path), and the earlier global-threshold
+method, and prints the median milliseconds per picture of each.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
@@ -145,6 +155,46 @@ def run_load(url: str, payloads: list[bytes], labels: list[int | None], *, reque
     return report
 
 
+def time_preprocessing(payloads: list[bytes], rounds: int = 5,
+                       extra: dict[str, Callable[[Image.Image], object]] | None = None) -> dict:
+    """Median ms per picture of each way to preprocess `payloads` (decoded beforehand, as
+    the server does before it calls `prepare`), measured side by side; `extra` adds ways to
+    time alongside (an earlier version of the module, say)."""
+    from mnistlab.predict.preprocess import prepare, to_mnist
+
+    def decoded(data: bytes) -> Image.Image:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image
+
+    ways: dict[str, Callable[[Image.Image], object]] = {
+        "fast path (prepare)": prepare,
+        "full path (prepare, fast=False)": lambda image: prepare(image, fast=False),
+        "global (to_mnist, method='global')": lambda image: to_mnist(image, method="global"),
+        **(extra or {}),
+    }
+    images = [decoded(data) for data in payloads]
+    times: dict[str, list[float]] = {name: [] for name in ["decode", *ways]}
+    for image in images[:5]:  # warm up: first-call allocations, lazy imports
+        for way in ways.values():
+            way(image)
+    for _ in range(rounds):
+        for data, image in zip(payloads, images, strict=True):
+            start = time.perf_counter()
+            decoded(data)
+            times["decode"].append((time.perf_counter() - start) * 1000)
+            for name, way in ways.items():
+                start = time.perf_counter()
+                way(image)
+                times[name].append((time.perf_counter() - start) * 1000)
+    medians = {name: float(np.median(t)) for name, t in times.items()}
+    return {"pictures": len(images), "rounds": rounds,
+            "took_fast_path": sum(prepare(image).clean for image in images),
+            "median_ms": {name: round(m, 3) for name, m in medians.items()},
+            "full_over_fast": round(medians["full path (prepare, fast=False)"]
+                                    / medians["fast path (prepare)"], 2)}
+
+
 # A training-like job: conv forward and backward passes on every core (PyTorch's default
 # threads), as when `mnistlab train` runs on the same machine as the server.
 CONTENDER = """
@@ -196,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("checkpoint", nargs="?", help="checkpoint or run folder to serve")
     where.add_argument("--url", help="load an already running server instead")
+    where.add_argument("--preprocess", action="store_true",
+                       help="time the preprocessing in this process instead (no server)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="with --preprocess: passes over the pictures (default 5)")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--endpoint", choices=["/predict", "/activations"], default="/predict")
@@ -208,7 +262,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.requests < 1 or args.concurrency < 1:
         parser.error("--requests and --concurrency must be at least 1")
 
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     payloads, labels, source = make_payloads()
+    if args.preprocess:
+        result = time_preprocessing(payloads, args.rounds)
+        if args.json:
+            print(json.dumps({"payloads": source, **result}, indent=2))
+        else:
+            print(f"{source}, {args.rounds} rounds, interleaved; {result['took_fast_path']}/"
+                  f"{result['pictures']} took the fast path; median ms per picture:")
+            for name, ms in result["median_ms"].items():
+                print(f"  {name:36s} {ms:7.3f}")
+            print(f"full path / fast path: {result['full_over_fast']:.2f}x")
+        return 0
     kwargs = dict(requests=args.requests, concurrency=args.concurrency, endpoint=args.endpoint,
                   source=source)
     if args.threads:

@@ -22,6 +22,7 @@ from mnistlab.predict.preprocess import (
     line_bands,
     max_filter,
     min_filter,
+    otsu,
     paper_noise,
     prepare,
     runs,
@@ -325,3 +326,43 @@ def test_the_paper_noise_shortcut_gives_the_medians():
             centre = float(np.median(strength))
             sigma = 1.4826 * float(np.median(np.abs(strength - centre)))
             assert paper_noise(strength) == (centre, sigma)
+
+
+def reference_otsu(values: np.ndarray, bins: int = 256) -> float:
+    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))  # every value binned
+    p = hist.astype(np.float64) / max(1, hist.sum())
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0, m0 = np.cumsum(p), np.cumsum(p * centres)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (m0[-1] * w0 - m0) ** 2 / (w0 * (1 - w0))
+    between[~np.isfinite(between)] = 0
+    return float(edges[int(np.argmax(between)) + 1])
+
+
+def test_otsu_counting_the_zeros_gives_the_binned_threshold():
+    rng = np.random.default_rng(0)
+    for zeros in (0.0, 0.5, 0.9, 0.999, 1.0):
+        for _ in range(5):
+            values = np.where(rng.random((60, 70)) < zeros, 0.0,
+                              rng.beta(2, 5, (60, 70))).astype(np.float32)
+            assert otsu(values) == reference_otsu(values)
+
+
+def test_the_load_benchmark_times_both_paths_side_by_side():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "load_test.py"
+    spec = importlib.util.spec_from_file_location("load_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["load_test"] = bench  # dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    payloads = [bench.synthetic_png(k) for k in range(6)]
+    result = bench.time_preprocessing(payloads, rounds=1)
+    assert result["took_fast_path"] == 6  # white strokes on black: clean canvases
+    assert set(result["median_ms"]) == {"decode", "fast path (prepare)",
+                                        "full path (prepare, fast=False)",
+                                        "global (to_mnist, method='global')"}
+    assert all(ms > 0 for ms in result["median_ms"].values())
+    assert result["full_over_fast"] > 0

@@ -227,7 +227,10 @@ def label(mask: np.ndarray) -> Components:
 
 def otsu(values: np.ndarray, bins: int = 256) -> float:
     """Otsu's threshold of values in [0, 1]: the split that maximises between-class variance."""
-    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    # Zeros (paper, often most of a picture) all fall in the first bin: counted, not binned.
+    nonzero = values[values != 0]
+    hist, edges = np.histogram(nonzero, bins=bins, range=(0.0, 1.0))
+    hist[0] += values.size - nonzero.size
     p = hist.astype(np.float64) / max(1, hist.sum())
     centres = (edges[:-1] + edges[1:]) / 2
     w0 = np.cumsum(p)
@@ -311,7 +314,8 @@ def ink_up_local(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def cell_samples(v: np.ndarray) -> tuple[int, np.ndarray, int]:
     """The coarse grid `background` works on: the cell size, the sampled pixels of each cell
-    (gh, gw, n) and which order statistic (k-th smallest, from 0) is the paper's level."""
+    (gh, gw, n) and which order statistic (k-th smallest, from 0) is the paper's level. `v`
+    may be a boolean map of the picture (clean_ink's "is paper"): the same pixels are taken."""
     h, w = v.shape
     cell = max(2, min(h, w) // 24)
     gh, gw = -(-h // cell), -(-w // cell)
@@ -370,10 +374,10 @@ def clean_ink(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | np.float32] | 
     else:
         return None  # ink on both sides of the background, or none to speak of
     paper = v[0, 0]  # a border pixel
-    _, blocks, k = cell_samples(v)
+    _, blocks, k = cell_samples(v == paper)
     # 0 where a cell's 25th percentile is the paper, 1 where it is ink; background()'s own
     # minimum filter then says whether every cell is reached by paper.
-    inked = (np.count_nonzero(blocks == paper, axis=2) <= k).astype(np.float32)
+    inked = (np.count_nonzero(blocks, axis=2) <= k).astype(np.float32)
     if inked.any() and min_filter(inked, opening_size(*inked.shape)).any():
         return v, background(v)
     return v, paper
