@@ -491,8 +491,11 @@ def analyse(image: Image.Image, fast: bool = True) -> Ink:
     strong = np.zeros(len(grown) + 1, bool)
     strong[grown.labels[mask & weak]] = True
     strong[0] = False
-    mask = strong[grown.labels]
-    pieces = label(mask)
+    if len(grown) and strong[1:].all():
+        mask, pieces = weak, grown  # every piece holds strong ink: all kept, already labelled
+    else:
+        mask = strong[grown.labels]
+        pieces = label(mask)
     if len(pieces) == 0:
         raise MnistlabError("empty image: no ink found")
     largest = float(pieces.area.max())
