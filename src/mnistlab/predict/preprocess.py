@@ -19,13 +19,11 @@ ruled, and the digit may be small in a large picture. So (docs/predict.md has th
     -> crop to it -> longer side to 20 px -> centre by centre of mass in 28x28.
 
 A clean picture - a drawing canvas, a synthetic image: the border one exact value and every
-pixel on one side of it (clean_ink) - takes a fast path: the plane fit and the darkest and
-brightest pixels are not needed to tell the ink's side, the paper estimate is skipped when
-it is provably one level (and for every picture the line search looks only at rows with
-enough ink to hold a line).
-Each skipped step would have changed nothing, so the result is the same, bit for bit
-(tests/test_preprocess_fast.py); photos, with their noise and uneven light, are never clean.
-`Prepared.clean` says which path was taken; `fast=False` forces the full one.
+pixel on one side of it (clean_ink) - takes a fast path: no plane fit and no search for the
+darkest and brightest pixels to tell the ink's side, and no paper estimate where it is
+provably one level. Each skipped step would have changed nothing, so the result is the same,
+bit for bit (tests/test_preprocess_fast.py); photos, with their noise and uneven light, are
+never clean. `Prepared.clean` says which path was taken; `fast=False` forces the full one.
 
 `prepare(image)` also says what looks wrong with the input (`Prepared.problems`: a single
 dot, too many separate pieces); `to_mnist` returns only the 28x28 array. The previous,
@@ -449,15 +447,16 @@ class Ink:
     keep: np.ndarray  # bool (n,): not a speck
     floor: float  # the paper's noise floor in `strength`
     scale: float  # analysis pixels per original pixel (<= 1)
-    clean: bool = False  # a clean picture: the paper and line steps were provably no-ops
+    clean: bool = False  # a clean picture: the paper steps, provably no-ops, were skipped
 
 
 def analyse(image: Image.Image, fast: bool = True) -> Ink:
     """Find the ink in a picture: the local-background algorithm described at the top.
 
     With `fast` (default), a clean picture (clean_ink: a drawing canvas, a synthetic image)
-    skips the paper estimate and, unless a line is possible at all, the line removal: the
-    same ink, found several times faster. `fast=False` always takes the full path."""
+    skips telling the ink's side from a fitted plane and, where it is provably one level,
+    the paper estimate: the same ink, found several times faster. `fast=False` always takes
+    the full path."""
     check_size(image)
     gray = grayscale(image)
     h, w = gray.shape
