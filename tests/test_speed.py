@@ -29,7 +29,7 @@ def test_default_and_best_recipes():
     default, best = resolve_config(), resolve_config("best")
     assert (default.model, default.epochs, default.batch_size, default.lr,
             default.label_smoothing, default.schedule) == (
-        "fast-strided", 1, 128, 0.2, 0.2, "onecycle")
+        "fast-strided", 1, 128, 0.3, 0.2, "onecycle")
     assert best.model_args == {"width": 48} and best.augment and best.epochs > default.epochs
     # An explicit option beats the recipe; another model drops what the recipe tuned for its
     # own model (arguments, epochs, batch, rate, smoothing) and gets TrainConfig's defaults.
@@ -37,8 +37,8 @@ def test_default_and_best_recipes():
     assert resolve_config("best", model="lenet5").model_args == {}
     other = resolve_config(model="lenet5")
     assert (other.epochs, other.batch_size, other.lr, other.label_smoothing) == (2, 128, 0.1, 0.0)
-    kept = resolve_config(model="fast-strided", lr=0.3)  # same model: the recipe's values kept
-    assert (kept.epochs, kept.label_smoothing, kept.lr) == (1, 0.2, 0.3)
+    kept = resolve_config(model="fast-strided", lr=0.4)  # same model: the recipe's values kept
+    assert (kept.epochs, kept.label_smoothing, kept.lr) == (1, 0.2, 0.4)
 
 
 def test_the_strided_net_shapes_and_cost():
