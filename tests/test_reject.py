@@ -191,7 +191,7 @@ def test_negatives_per_step_depend_on_seed_epoch_batch_and_rank(tmp_path, synthe
     oe = trainer.outliers
     x = torch.zeros(32, 1, 28, 28)
     a = oe.extend(x, 0, 3)
-    assert a.shape == (32 + 4, 1, 28, 28) and torch.equal(a[:32], x)
+    assert a.shape == (32 + 4 + 2, 1, 28, 28) and torch.equal(a[:32], x)  # 32/8 + 32/16
     assert torch.equal(a, oe.extend(x, 0, 3))  # the same step: the same negatives
     assert not torch.equal(a, oe.extend(x, 0, 4))
     assert not torch.equal(a, oe.extend(x, 1, 3))
@@ -252,20 +252,20 @@ def test_printed_digits_ride_along_with_their_labels(tmp_path, synthetic_data, s
     oe = trainer.outliers
     x = torch.zeros(32, 1, 28, 28)
     out = oe.extend(x, 0, 5)
-    assert oe.per_step == 2 and oe.printed_per_step == 2 and out.shape[0] == 36
+    assert oe.per_step == 4 and oe.printed_per_step == 2 and out.shape[0] == 38
     labels = oe._step_labels.clone()
     assert labels.shape == (2,) and ((labels >= 0) & (labels <= 9)).all()
     assert torch.equal(out, oe.extend(x, 0, 5)) and torch.equal(labels, oe._step_labels)
     # The printed digits' images are the bank's, for the labels recorded.
-    printed = out[34:]
+    printed = out[36:]
     matches = [(oe.printed == p).flatten(1).all(1).nonzero().flatten() for p in printed]
     assert all(len(m) and int(oe.printed_labels[m[0]]) == int(lb)
                for m, lb in zip(matches, labels, strict=True))
     # Their loss is a cross-entropy on those labels: right logits cost less than wrong ones.
-    right = torch.zeros(36, 10)
-    right[34:] = torch.nn.functional.one_hot(labels, 10).float() * 10
-    wrong = torch.zeros(36, 10)
-    wrong[34:] = torch.nn.functional.one_hot((labels + 1) % 10, 10).float() * 10
+    right = torch.zeros(38, 10)
+    right[36:] = torch.nn.functional.one_hot(labels, 10).float() * 10
+    wrong = torch.zeros(38, 10)
+    wrong[36:] = torch.nn.functional.one_hot((labels + 1) % 10, 10).float() * 10
     digits, loss_right = oe.split_loss(right, 32)
     _, loss_wrong = oe.split_loss(wrong, 32)
     assert digits.shape == (32, 10) and float(loss_right) < float(loss_wrong)
