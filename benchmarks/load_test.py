@@ -241,6 +241,9 @@ def compare_threads(checkpoint: str, threads: list[int], with_contention: bool,
     return rows
 
 
+SERVER_OPTIONS = ("requests", "concurrency", "endpoint", "device", "threads", "contention")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     where = parser.add_mutually_exclusive_group(required=True)
@@ -248,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--url", help="load an already running server instead")
     where.add_argument("--preprocess", action="store_true",
                        help="time the preprocessing in this process instead (no server)")
-    parser.add_argument("--rounds", type=int, default=5,
+    parser.add_argument("--rounds", type=int, default=None,
                         help="with --preprocess: passes over the pictures (default 5)")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
@@ -262,7 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.requests < 1 or args.concurrency < 1:
         parser.error("--requests and --concurrency must be at least 1")
 
-    if args.rounds < 1:
+    if args.preprocess:  # no server: its options would be ignored
+        serving = [f"--{name}" for name in SERVER_OPTIONS
+                   if getattr(args, name) != parser.get_default(name)]
+        if serving:
+            parser.error(f"{', '.join(serving)}: not used with --preprocess (no server runs)")
+        args.rounds = 5 if args.rounds is None else args.rounds
+    elif args.rounds is not None:
+        parser.error("--rounds: only used with --preprocess")
+    if args.preprocess and args.rounds < 1:
         parser.error("--rounds must be at least 1")
     payloads, labels, source = make_payloads()
     if args.preprocess:

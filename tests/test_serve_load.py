@@ -61,3 +61,17 @@ def test_running_server_reports_a_failed_start(tmp_path):
     with pytest.raises(MnistlabError, match="exited with status 2"), \
             running_server(tmp_path / "missing.pt"):
         pass
+
+
+def test_load_test_refuses_options_it_would_ignore(capsys):
+    bench = load_benchmark()
+    for argv, message in [
+        (["--preprocess", "--requests", "10", "--threads", "1,2"],
+         "--requests, --threads: not used with --preprocess"),
+        (["runs/x", "--rounds", "3"], "--rounds: only used with --preprocess"),
+        (["--preprocess", "--rounds", "0"], "--rounds must be at least 1"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            bench.main(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
