@@ -13,7 +13,7 @@ like digits, shapes, scribbles, single taps). Nothing is trained on them.
 "before" is the earlier preprocessing (one background level for the whole picture,
 `to_mnist(method="global")`) with no input checks and no number reading; "after" is the
 current one (`prepare`, `segment_digits`). Both use the run's not-a-digit gate
-(mnistlab.predict.reject.DigitGate; runs trained without one get the uncalibrated fallback,
+(mnistlab.notadigit.gate.DigitGate; runs trained without one get the uncalibrated fallback,
 and the output says so). The tables print as markdown.
 """
 
@@ -42,7 +42,7 @@ from mnistlab.device import resolve_device
 from mnistlab.errors import MnistlabError
 from mnistlab.predict.predict import predict
 from mnistlab.predict.preprocess import prepare, to_mnist
-from mnistlab.predict.reject import DigitGate
+from mnistlab.notadigit.gate import DigitGate
 from mnistlab.predict.segment import segment_digits
 
 BLANK = np.zeros((28, 28), np.uint8)

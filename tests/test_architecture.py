@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -137,16 +138,57 @@ def test_scratch_is_a_numpy_leaf():
     assert uses_torch == []
 
 
-@pytest.mark.parametrize("low, high", [
-    ("mnistlab.data", "mnistlab.train"), ("mnistlab.models", "mnistlab.train"),
-    ("mnistlab.data", "mnistlab.cli"), ("mnistlab.train", "mnistlab.cli"),
-    ("mnistlab.scratch", "mnistlab.data.dataset"), ("mnistlab.doctor", "mnistlab.cli"),
-])
-def test_lower_layers_do_not_import_higher_ones(low, high):
-    modules = [m for m in MODULES if m == low or m.startswith(low + ".")]
-    wrong = sorted(f"{m} -> {t}" for m in modules for t in GRAPH[m]
-                   if t == high or t.startswith(high + "."))
+def documented_layers() -> dict[str, int]:
+    """{top-level name under mnistlab ("data", "errors", ...): layer} from the table in
+    docs/architecture.md: the page is the specification, this test holds the code to it."""
+    page = (SRC.parent / "docs" / "architecture.md").read_text()
+    layers: dict[str, int] = {}
+    for line in page.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[0].isdigit():
+            continue
+        for name in re.findall(r"`([\w./]+)`", cells[1]):
+            layers[name.rstrip("/").removesuffix(".py")] = int(cells[0])
+    return layers
+
+
+LAYERS = documented_layers()
+
+
+def top(module: str) -> str:
+    """mnistlab.data.idx -> data; mnistlab -> __init__ (the package's own module)."""
+    return module.split(".")[1] if module.count(".") else "__init__"
+
+
+def test_the_layer_table_is_read():
+    assert LAYERS["errors"] == 0 and LAYERS["cli"] > LAYERS["train"] > LAYERS["data"]
+    assert LAYERS["notadigit"] < LAYERS["train"] < LAYERS["predict"]
+
+
+def test_every_module_has_a_documented_layer():
+    assert sorted({top(m) for m in MODULES} - set(LAYERS)) == []
+
+
+def test_every_import_goes_to_a_lower_layer():
+    """Every pair of packages: an import leaves its own package only for a lower layer
+    (never the same layer, never a higher one)."""
+    wrong = sorted(f"{m} -> {t}" for m in MODULES for t in GRAPH[m]
+                   if top(t) != top(m) and LAYERS[top(t)] >= LAYERS[top(m)])
     assert wrong == []
+
+
+def test_the_layer_check_catches_an_upward_import():
+    graph = {"mnistlab.data.x": {"mnistlab.train.loop"}}
+    wrong = [(m, t) for m, ts in graph.items() for t in ts
+             if LAYERS[top(t)] >= LAYERS[top(m)]]
+    assert wrong == [("mnistlab.data.x", "mnistlab.train.loop")]
+
+
+@pytest.mark.parametrize("low", ["mnistlab.data", "mnistlab.train", "mnistlab.notadigit"])
+def test_data_train_and_notadigit_do_not_import_predict(low):
+    modules = [m for m in MODULES if m == low or m.startswith(low + ".")]
+    assert sorted(f"{m} -> {t}" for m in modules for t in GRAPH[m]
+                  if t.startswith("mnistlab.predict")) == []
 
 
 def test_the_architecture_page_names_every_package():

@@ -1,12 +1,12 @@
-"""The non-digit generator (mnistlab.data.negatives): seeded, in MNIST's form, cached."""
+"""The non-digit generator (mnistlab.notadigit.negatives): seeded, in MNIST's form, cached."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mnistlab.data import negatives
-from mnistlab.predict.preprocess import centre_of_mass
+from mnistlab.notadigit import negatives
+from mnistlab.data.framing import centre_of_mass
 
 
 @pytest.fixture(scope="module")

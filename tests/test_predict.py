@@ -15,7 +15,7 @@ from mnistlab.checkpoint import load_model
 from mnistlab.cli import main
 from mnistlab.errors import MnistlabError
 from mnistlab.predict import from_array, load_image, predict, prepare, to_mnist
-from mnistlab.predict.preprocess import centre_of_mass
+from mnistlab.data.framing import centre_of_mass
 from mnistlab.predict.segment import segment_digits
 
 

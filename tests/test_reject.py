@@ -1,4 +1,4 @@
-"""The not-a-digit gate (mnistlab.predict.reject): calibration, fallback, checkpoint round trip."""
+"""The not-a-digit gate (mnistlab.notadigit.gate): calibration, fallback, checkpoint round trip."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import json
 import pytest
 import torch
 
-from mnistlab.data.negatives import KINDS
+from mnistlab.notadigit.negatives import KINDS
 from mnistlab.errors import MnistlabError
-from mnistlab.predict.reject import FALLBACK_THRESHOLD, DigitGate, score_logits
-from mnistlab.train import outliers, resolve_config, train
+from mnistlab.notadigit.gate import FALLBACK_THRESHOLD, DigitGate, score_logits
+from mnistlab.notadigit import exposure as outliers
+from mnistlab.train import resolve_config, train
 
 
 def confident(n: int, seed: int = 0, scale: float = 8.0) -> torch.Tensor:
@@ -98,7 +99,7 @@ def test_checkpoint_round_trip(tmp_path):
     assert torch.equal(back.accepts(logits), gate.accepts(logits))
 
 
-# ---- training with outlier exposure (mnistlab.train.outliers) ------------------------------
+# ---- training with outlier exposure (mnistlab.notadigit.exposure) ------------------------------
 
 
 def oe_config(tmp_path, name: str, **overrides):
@@ -228,7 +229,7 @@ def test_the_default_run_says_not_a_digit(real_default_run, real_mnist):
     """The default run (outlier exposure on) keeps MNIST's test digits and rejects generated
     non-digits it never saw: another seed, other fonts and strokes."""
     from mnistlab.checkpoint import load_model
-    from mnistlab.data.negatives import generate
+    from mnistlab.notadigit.negatives import generate
 
     summary = json.loads((real_default_run / "summary.json").read_text())
     figures = summary["digit_gate"]
@@ -270,3 +271,28 @@ def test_printed_digits_ride_along_with_their_labels(tmp_path, synthetic_data, s
     _, loss_wrong = oe.split_loss(wrong, 32)
     assert digits.shape == (32, 10) and float(loss_right) < float(loss_wrong)
     assert oe.info["printed"]["digits"] == "0123456789"
+
+
+def test_negatives_exclude_is_checked():
+    with pytest.raises(MnistlabError, match="--negatives-exclude unknown family spiral"):
+        resolve_config(negatives_exclude="letter,spiral")
+    with pytest.raises(MnistlabError, match="leaves no negative family"):
+        resolve_config(negatives_exclude=",".join(KINDS))
+    with pytest.raises(MnistlabError, match="applies only with outlier exposure"):
+        resolve_config(negatives_exclude="letter", outlier_exposure="off")
+    with pytest.raises(MnistlabError, match="applies only with outlier exposure"):
+        resolve_config(negatives_exclude="letter", dataset="fashion-mnist")
+    assert resolve_config(negatives_exclude="letter,shape").negatives_exclude == "letter,shape"
+
+
+def test_an_excluded_family_is_left_out_of_the_bank(tmp_path, synthetic_data, small_banks):
+    from mnistlab.notadigit import negatives
+    from mnistlab.train.loop import Trainer
+
+    trainer = Trainer(oe_config(tmp_path, "lofo", negatives_exclude="letter"), synthetic_data,
+                      stream=io.StringIO())
+    images, kinds = negatives.load_bank(256, outliers.BANK_SEED, "train")
+    kept = images[kinds != KINDS.index("letter")]
+    oe = trainer.outliers
+    assert oe.info["exclude"] == ["letter"] and oe.info["bank_used"] == len(kept) < 256
+    assert torch.equal(oe.bank, oe.normalizer(torch.from_numpy(kept.copy())))

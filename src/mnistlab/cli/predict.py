@@ -71,14 +71,10 @@ def expand(paths: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from mnistlab.checkpoint import checkpoint_note, load_model
     from mnistlab.device import resolve_device
     from mnistlab.errors import MnistlabError
-    from mnistlab.predict import load_image, predict, prepare, segment_digits
-    from mnistlab.predict.predict import number_to_dict
-    from mnistlab.predict.reject import DigitGate
+    from mnistlab.predict import load_image, prepare
+    from mnistlab.predict.reader import Reader
 
     if args.number:
         refused = [name for name, given in (("--no-denoise", not args.denoise),
@@ -93,64 +89,50 @@ def run(args: argparse.Namespace) -> int:
     files = expand(args.images)
     if not files:
         raise MnistlabError(f"no image files in {', '.join(args.images)}")
-    device = resolve_device(args.device)
-    model, normalizer, state = load_model(args.checkpoint, device,
-                                          prefer="last.pt" if args.last else "best.pt",
-                                          last_ok=args.last)
-    note = checkpoint_note(state)
-    if note:
-        print(f"note: {note}", file=sys.stderr)
-    gate = DigitGate.from_state(state)
-    classes = list(state.get("classes") or [str(i) for i in range(10)])
+    reader = Reader.from_run(args.checkpoint, resolve_device(args.device), last=args.last,
+                             top_k=args.top_k)
+    if reader.note:
+        print(f"note: {reader.note}", file=sys.stderr)
 
     good: list[Path] = []
-    items: list = []  # per good file: a Prepared, or a list of DigitCrop (--number)
+    items: list = []  # per good file: a Prepared, or a NumberReading (--number)
     failures: list[str] = []
     for path in files:
         try:
             image = load_image(path)
-            items.append(segment_digits(image) if args.number
+            items.append(reader.read_number(image) if args.number
                          else prepare(image, denoise=args.denoise))
         except MnistlabError as e:
             message = str(e)
             failures.append(message if message.startswith(str(path)) else f"{path}: {message}")
             continue
         good.append(path)
+    readings = (items if args.number
+                else reader.read_prepared(items, lambda i: load_image(good[i])))
     for message in failures:
         print(f"mnistlab: error: {message}", file=sys.stderr)
     if not good:
         return 2
-
-    if args.number:
-        arrays = [c.array for crops in items for c in crops]
-        flat = (predict(model, normalizer, np.stack(arrays), device, args.top_k, gate=gate)
-                if arrays else [])
-        results, start = [], 0
-        for crops in items:
-            results.append(flat[start : start + len(crops)])
-            start += len(crops)
-    else:
-        results = predict(model, normalizer, np.stack([p.array for p in items]), device,
-                          args.top_k, gate=gate, problems=[p.problems for p in items])
     if args.save_preprocessed:
-        save_preprocessed(Path(args.save_preprocessed), good, items, results, args.number)
+        save_preprocessed(Path(args.save_preprocessed), good, readings, args.number)
 
+    gate = reader.gate
     gate_info = {"calibrated": gate.calibrated, "description": gate.describe()}
     if args.json:
         if args.number:
-            entries = [{"file": str(path), **number_to_dict(crops, preds, classes)}
-                       for path, crops, preds in zip(good, items, results, strict=True)]
+            entries = [{"file": str(path), **r.to_dict()} for path, r in
+                       zip(good, readings, strict=True)]
         else:
-            entries = [{"file": str(path), **p.to_dict(classes)}
-                       for path, p in zip(good, results, strict=True)]
-        print_json({"checkpoint": state["path"], "dataset": state.get("dataset"),
+            entries = [{"file": str(path), **r.prediction.to_dict(reader.classes)}
+                       for path, r in zip(good, readings, strict=True)]
+        print_json({"checkpoint": reader.state["path"], "dataset": reader.state.get("dataset"),
                     "digit_gate": gate_info, "predictions": entries, "errors": failures})
     else:
-        for path, result in zip(good, results, strict=True):
+        for path, r in zip(good, readings, strict=True):
             if args.number:
-                print(format_number(path, result, classes))
+                print(format_number(path, r))
             else:
-                print(format_prediction(path, result, classes, args.explain))
+                print(format_prediction(path, r.prediction, reader.classes, args.explain))
         if args.explain:
             print("\n" + textwrap.fill(EXPLANATION, width=100))
             print(gate.describe())
@@ -160,8 +142,7 @@ def run(args: argparse.Namespace) -> int:
     return 2 if failures else 0
 
 
-def save_preprocessed(out: Path, files: list[Path], items: list, results: list,
-                      number: bool) -> None:
+def save_preprocessed(out: Path, files: list[Path], readings: list, number: bool) -> None:
     """Each 28x28 image the network saw; with --number also the picture with boxes drawn."""
     from PIL import Image
 
@@ -173,27 +154,38 @@ def save_preprocessed(out: Path, files: list[Path], items: list, results: list,
         write_with(out / name, lambda f: image.save(f, format="PNG"))
 
     used: set[str] = set()
-    for path, item, result in zip(files, items, results, strict=True):
+    for path, reading in zip(files, readings, strict=True):
         name = path.stem if path.stem not in used else f"{path.stem}-{len(used)}"
         used.add(name)
         if not number:
-            write(Image.fromarray(item.array, mode="L"), f"{name}.png")
+            write(Image.fromarray(reading.prepared.array, mode="L"), f"{name}.png")
             continue
-        labels = [str(p.label) for p in result]
-        write(draw_boxes(load_image(path), [c.box for c in item], labels), f"{name}-boxes.png")
-        for i, crop in enumerate(item):
+        labels = [str(p.label) for p in reading.predictions]
+        write(draw_boxes(load_image(path), [c.box for c in reading.crops], labels),
+              f"{name}-boxes.png")
+        for i, crop in enumerate(reading.crops):
             write(Image.fromarray(crop.array, mode="L"), f"{name}-digit{i + 1}.png")
 
 
-def format_number(path: Path, predictions: list, classes: list[str]) -> str:
-    text = "".join(classes[p.label] for p in predictions)
-    digits = ", ".join(f"{classes[p.label]} {p.probability:.1%}" for p in predictions)
-    return f"{path}: {text}  ({digits})" if digits else f"{path}: (no digits)"
+def format_number(path: Path, number) -> str:
+    """`path: 2026  (2 99.1%, 0 98.7%, ...)`, or `path: not a number (...)` when a digit
+    fails the gate, with the best guess."""
+    classes = number.classes
+    digits = ", ".join(f"{classes[p.label]} {p.probability:.1%}" + ("" if p.is_digit else
+                                                                     " not a digit")
+                       for p in number.predictions)
+    if not number.predictions:
+        return f"{path}: (no digits)"
+    if not number.is_number:
+        return f"{path}: not a number (best guess {number.text}: {digits})"
+    return f"{path}: {number.text}  ({digits})"
 
 
 def format_prediction(path: Path, p, classes: list[str], explain: bool) -> str:
     if p.is_digit is False:
         head = f"{path}: not a digit (best guess {classes[p.label]}, {p.probability:.1%})"
+        if p.reason and "read it as a number" in p.reason:
+            head += "; it looks like a number: try --number"
     else:
         head = f"{path}: {classes[p.label]} ({p.probability:.1%})"
     if not explain:

@@ -60,11 +60,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="random shifts, rotations and scaling per batch")
     g.add_argument("--patience", type=int, default=S,
                    help="stop after this many epochs without a better validation accuracy")
-    # reject: not a digit (train/outliers.py, docs/not-a-digit.md)
+    # reject: not a digit (notadigit/exposure.py, docs/not-a-digit.md)
     g.add_argument("--outlier-exposure", choices=["auto", "on", "off"], default=S,
                    help="train with generated non-digits (and printed digits) and calibrate "
                         "a 'not a digit' threshold on validation (auto: on for MNIST with the "
                         "torch backend)")
+    g.add_argument("--negatives-exclude", metavar="KIND[,KIND]", default=S,
+                   help="leave these negative families out of outlier exposure, to measure "
+                        "how rejection carries over to a family never trained on "
+                        "(benchmarks/realworld.py --lofo); the families: letter, scribble, "
+                        "zigzag, shape, blob, dots, noise, bars")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=S)
     g.add_argument("--deterministic", action="store_true", default=S,

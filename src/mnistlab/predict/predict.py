@@ -47,7 +47,7 @@ class Prediction:
 
 
 class Gate(Protocol):
-    """What `predict` needs of a not-a-digit gate (mnistlab.predict.reject.DigitGate)."""
+    """What `predict` needs of a not-a-digit gate (mnistlab.notadigit.gate.DigitGate)."""
 
     def accepts(self, logits: torch.Tensor) -> torch.Tensor: ...
     def scores(self, logits: torch.Tensor) -> torch.Tensor: ...

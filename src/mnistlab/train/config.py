@@ -49,6 +49,9 @@ class TrainConfig:
     # reject: "not a digit" (docs/not-a-digit.md): train with generated non-digits and store a
     # threshold calibrated on validation; auto = on for MNIST with the torch backend.
     outlier_exposure: str = "off"  # auto | on | off
+    # Negative families left out of the training bank (comma-separated notadigit.negatives
+    # KINDS): for measuring how rejection carries over to a family never seen.
+    negatives_exclude: str = ""
     # how to run
     seed: int = 0
     deterministic: bool = False
@@ -88,15 +91,38 @@ class TrainConfig:
             (self.threads is None or self.threads >= 1, "threads", "must be at least 1"),
             (self.log_interval >= 1, "log-interval", "must be at least 1"),
             (self.patience is None or self.patience >= 1, "patience", "must be at least 1"),
-            # reject: outlier exposure (train/outliers.py)
+            # reject: outlier exposure (notadigit/exposure.py)
             (self.outlier_exposure in ("auto", "on", "off"), "outlier-exposure",
              f"must be auto, on or off, got '{self.outlier_exposure}'"),
             (self.outlier_exposure != "on" or self.backend == "torch", "outlier-exposure",
              "on: not supported by the numpy backend (the torch trainer only)"),
+            *negatives_exclude_checks(self.negatives_exclude),
+            (not self.negatives_exclude or outlier_exposure_enabled(self), "negatives-exclude",
+             "applies only with outlier exposure (on, or auto on MNIST with the torch backend "
+             "and a validation split)"),
         ]
         for ok, name, problem in checks:
             if not ok:
                 raise MnistlabError(f"--{name} {problem}")
+
+
+def outlier_exposure_enabled(config: TrainConfig) -> bool:
+    from mnistlab.notadigit.exposure import enabled  # the rule's one definition
+
+    return enabled(config)
+
+
+def negatives_exclude_checks(text: str) -> list[tuple[bool, str, str]]:
+    """--negatives-exclude names known negative families and leaves at least one."""
+    from mnistlab.notadigit.negatives import KINDS  # the families' one definition
+
+    names = [n for n in text.split(",") if n] if text else []
+    unknown = [n for n in names if n not in KINDS]
+    return [(not unknown, "negatives-exclude",
+             f"unknown famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
+             f"known: {', '.join(KINDS)}"),
+            (len(set(names)) < len(KINDS), "negatives-exclude",
+             "leaves no negative family to train on")]
 
 
 # Named starting points. `default` is what `mnistlab train` runs with no options.

@@ -5,7 +5,7 @@ network images that are not digits and pull its softmax on them towards uniform.
 outputs stay as they are (every zoo model, export and the doctor keep working); what changes
 is that a non-digit no longer gets one confident class. After training, a threshold on a
 score of the logits is calibrated on the validation split (never the test set) and stored in
-best.pt as `digit_gate`; mnistlab.predict.reject.DigitGate reads it back.
+best.pt as `digit_gate`; mnistlab.notadigit.gate.DigitGate reads it back.
 
 Per training step (hooks in train/loop.py call `extend` and `split_loss`):
 
@@ -13,7 +13,7 @@ Per training step (hooks in train/loop.py call `extend` and `split_loss`):
     loss = CE(digits) + WEIGHT * mean(logsumexp(z) - mean(z) - log 10)   over the negatives' z
                       + CE(printed digits, their labels) * (B / PRINTED_PER_DIGITS) / B
 
-The printed digits (DejaVu fonts, mnistlab.data.negatives variant "printed") are ordinary
+The printed digits (DejaVu fonts, mnistlab.notadigit.negatives variant "printed") are ordinary
 positives: MNIST holds only handwriting, and the gate calibrated on it would otherwise also
 reject (or misread) printed digits in photos. One forward pass holds all three; the extra
 images are three sixteenths of the batch in all (24 with the default batch of 128).
@@ -21,7 +21,7 @@ images are three sixteenths of the batch in all (24 with the default batch of 12
 The second term is the cross-entropy from the uniform distribution to softmax(z) less its
 floor log 10 (so the KL divergence): zero when all ten logits are equal.
 
-The negatives come from a bank drawn once (mnistlab.data.negatives, cached in the user
+The negatives come from a bank drawn once (mnistlab.notadigit.negatives, cached in the user
 cache), normalised like the digits once per run; the generator already varies slant,
 rotation, pen width and size, so there is no per-epoch augmentation (jittering the whole bank
 cost 0.5 s an epoch, 10% of the default run). Which negatives a step gets is a function of
@@ -38,12 +38,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from mnistlab.data.pipeline import Batcher, Normalizer, Split
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import predict_logits
-from mnistlab.predict.reject import DigitGate
+from mnistlab.notadigit.gate import DigitGate
 
 AUTO_DATASETS = ("mnist",)  # auto: on for digits; letters and shapes are not "non-clothing"
 # One negative per 8 digits in a batch. The one-epoch default recipe sees half the steps of
@@ -90,14 +91,18 @@ def uniform_loss(logits: torch.Tensor) -> torch.Tensor:
 
 class OutlierExposure:
     def __init__(self, trainer: Any) -> None:
-        from mnistlab.data import negatives  # PIL and fonts: only when training with them
+        from mnistlab.notadigit import negatives  # PIL and fonts: only when training with them
 
         config = trainer.config
         self.device = trainer.device
         self.normalizer: Normalizer = trainer.normalizer
         self.seed, self.rank = config.seed, trainer.dist.rank
         self.per_step = max(1, trainer.train_batches.batch_size // PER_DIGITS)
-        images, _ = negatives.load_bank(BANK_SIZE, BANK_SEED, "train")
+        images, kinds = negatives.load_bank(BANK_SIZE, BANK_SEED, "train")
+        excluded = [k for k in config.negatives_exclude.split(",") if k]
+        if excluded:  # a family left out, to measure rejection of it unseen
+            keep = ~np.isin(kinds, [negatives.KINDS.index(k) for k in excluded])
+            images = images[keep]
         # Normalised once, like the digits (float32: about 12 MB for 4096 images).
         self.bank = self.normalizer(torch.from_numpy(images.copy()).to(self.device))
         printed, labels = negatives.load_bank(PRINTED_SIZE, PRINTED_SEED, "printed")
@@ -106,7 +111,8 @@ class OutlierExposure:
         self.printed_per_step = max(1, trainer.train_batches.batch_size // PRINTED_PER_DIGITS)
         self.label_smoothing = config.label_smoothing
         self._step_labels = self.printed_labels[:0]
-        self.info = {**negatives.info(BANK_SIZE, BANK_SEED, "train"),
+        self.info = {**negatives.info(BANK_SIZE, BANK_SEED, "train"), "exclude": excluded,
+                     "bank_used": len(images),
                      "per_step": self.per_step, "weight": WEIGHT, "loss": "uniform",
                      "printed": {**negatives.info(PRINTED_SIZE, PRINTED_SEED, "printed"),
                                  "per_step": self.printed_per_step}}
@@ -158,7 +164,7 @@ class OutlierExposure:
         """Fit the gate on validation digits (the model holds the best weights), measure it
         on held-out negatives and on the test digits (reported, never used), store it in
         best.pt (and last.pt when it holds the same weights), and print one line."""
-        from mnistlab.data import negatives
+        from mnistlab.notadigit import negatives
 
         limit = 1 if trainer.config.dry_run else None
         val_logits, _ = predict_logits(trainer.model, trainer.val_batches, trainer.bf16, limit)

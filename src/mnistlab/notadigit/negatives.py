@@ -2,7 +2,7 @@
 
 `generate(n, seed)` draws n seeded 28x28 uint8 images, white on black and framed like MNIST
 (the ink's longer side scaled to 20 px, centre of mass at (14, 14), with the same helpers
-that frame a user's photo: mnistlab.predict.preprocess.frame), from these
+that frame a user's photo: mnistlab.data.framing.frame), from these
 kinds:
 
     letter    Latin letters that do not look like digits (LETTERS; EXCLUDED says why the
@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from mnistlab.predict.preprocess import frame, to_uint8
+from mnistlab.data.framing import frame, to_uint8
 
 VERSION = 2  # bump whenever the images change: old caches are then ignored
 CANVAS = 64  # drawing size before framing (strokes 3-9 px here ~ MNIST's 1.5-3 px at 28x28)
@@ -375,7 +375,7 @@ def info(n: int, seed: int, variant: str = "train") -> dict[str, Any]:
     """What a bank is made of, for config.json, summary.json and the checkpoint."""
     what = ({"digits": "0123456789"} if variant == "printed" else
             {"kinds": dict(zip(KINDS, WEIGHTS, strict=True)), "letters": LETTERS})
-    return {"generator": f"mnistlab.data.negatives v{VERSION}", "variant": variant,
+    return {"generator": f"mnistlab.notadigit.negatives v{VERSION}", "variant": variant,
             "seed": seed, "size": n, **what, "fonts": fonts_used(variant)}
 
 

@@ -2,7 +2,7 @@
 
 A classifier trained on digits alone has no way to answer "none of these": a letter, a star
 or a tap on the drawing page still gets a confident digit. Runs trained with outlier exposure
-(`mnistlab.train.outliers`, on in the default recipe) learn to spread their softmax over all
+(`mnistlab.notadigit.exposure`, on in the default recipe) learn to spread their softmax over all
 ten classes for non-digits, and store in the checkpoint a threshold calibrated on the
 validation split (never the test set):
 
