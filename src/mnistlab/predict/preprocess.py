@@ -49,6 +49,8 @@ MIN_CONTRAST = 0.05  # ink must stand out from the background by 5% of the full 
 MIN_SIDE = 8  # smaller pictures cannot hold a recognisable digit
 ANALYSIS_SIDE = 1024  # larger photos are analysed reduced to this longer side
 MAX_PIECES = 5  # more separate pieces of ink than this is not one digit
+CORE = 0.6  # the strong core: ink at least this share of the piece's strong ink
+SOLID = 0.85  # a blob fills at least this share of its convex hull (blob_like)
 METHODS = ("local", "global")
 
 
@@ -512,9 +514,41 @@ def soft_ink(ink: Ink, member: np.ndarray) -> np.ndarray:
     return np.clip((ink.strength - floor) / max(top - floor, 1e-3), 0.0, 1.0) * near
 
 
+def hull_area(mask: np.ndarray) -> float:
+    """Area of the convex hull of the ink pixels (as unit squares): the outline of each row's
+    ink suffices, so the hull is built from at most 4 corners per row (monotone chain)."""
+    rows = np.nonzero(mask.any(1))[0]
+    left = mask[rows].argmax(1)
+    right = mask.shape[1] - mask[rows, ::-1].argmax(1)
+    points = np.unique(np.concatenate([
+        np.stack([left, rows], 1), np.stack([left, rows + 1], 1),
+        np.stack([right, rows], 1), np.stack([right, rows + 1], 1)]), axis=0)
+    if len(points) < 3:
+        return float(mask.sum())
+
+    def turn(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> int:  # > 0: counter-clockwise
+        return int((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
+
+    def chain(ordered: np.ndarray) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for q in ordered:
+            while len(out) >= 2 and turn(out[-2], out[-1], q) <= 0:
+                out.pop()
+            out.append(q)
+        return out
+
+    lower, upper = chain(points), chain(points[::-1])
+    hull = np.array(lower[:-1] + upper[:-1], dtype=np.float64)
+    x, y = hull[:, 0], hull[:, 1]
+    return 0.5 * abs(float(x @ np.roll(y, 1) - y @ np.roll(x, 1)))
+
+
 def blob_like(mask: np.ndarray) -> bool:
-    """A dot or blob rather than a drawn shape: its longer side is under 2.5 times its
-    thickest stroke (the depth to which it can be eroded before it vanishes)."""
+    """A dot or blob rather than a drawn shape, judged on the ink's own box and strokes,
+    whatever its size in the picture: its longer side is under 2.5 times its thickest stroke
+    (the depth to which it can be eroded before it vanishes), and it fills its convex hull
+    (SOLID): a tap, a disc or a smudge. A blurred or thick-penned digit can be as thick as
+    that (a 4 whose triangle filled in), but its hull still holds much paper."""
     rows, cols = np.nonzero(mask)
     crop = mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     side = max(crop.shape)
@@ -524,12 +558,16 @@ def blob_like(mask: np.ndarray) -> bool:
             (max(1, round(crop.shape[1] * factor)), max(1, round(crop.shape[0] * factor))),
             Image.Resampling.BOX)) > 127
         side = max(crop.shape)
+    if not crop.any():
+        return True
     current = np.pad(crop, 1)
     depth = 0
     while current.any() and depth < side:
         current = erode(current)
         depth += 1
-    return side < 2.5 * (2 * depth - 1)
+    if side >= 2.5 * (2 * depth - 1):
+        return False
+    return float(crop.sum()) >= SOLID * hull_area(crop)
 
 
 def choose_digit(ink: Ink) -> tuple[np.ndarray, list[str]]:
@@ -564,7 +602,11 @@ def choose_digit(ink: Ink) -> tuple[np.ndarray, list[str]]:
     if count > MAX_PIECES:
         problems.append(f"too many separate pieces ({count})")
     chosen = np.concatenate([[False], member])[p.labels]
-    if blob_like(chosen):
+    # Judged on the ink's strong core: blur or a low threshold can fill a small digit's
+    # counters in the mask, while its strongest ink still draws the strokes.
+    strength = ink.strength[chosen]
+    core = chosen & (ink.strength >= CORE * float(np.percentile(strength, 90)))
+    if blob_like(chosen) and blob_like(core if core.any() else chosen):
         problems.append("too little ink (a dot, not a drawn shape)")
     return member, problems
 
