@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{ratios[-1]:.2f}x", flush=True)
     info = machine()
     print(f"median {statistics.median(ratios):.2f}x over {args.pairs} pairs; {info['cpu']}, "
-          f"torch {info['torch']}, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f} at the end")
+          f"torch {info['torch']}, {args.threads} thread(s), load average "
+          f"{os.getloadavg()[0]:.1f} at the end")
     return 0
 
 

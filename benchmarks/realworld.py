@@ -40,9 +40,9 @@ from mnistlab.data import photolike
 from mnistlab.data.dataset import load_dataset
 from mnistlab.device import resolve_device
 from mnistlab.errors import MnistlabError
+from mnistlab.notadigit.gate import DigitGate
 from mnistlab.predict.predict import predict
 from mnistlab.predict.preprocess import prepare, to_mnist
-from mnistlab.notadigit.gate import DigitGate
 from mnistlab.predict.segment import segment_digits
 
 BLANK = np.zeros((28, 28), np.uint8)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnistlab.notadigit import negatives
 from mnistlab.data.framing import centre_of_mass
+from mnistlab.notadigit import negatives
 
 
 @pytest.fixture(scope="module")

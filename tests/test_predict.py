@@ -13,9 +13,9 @@ from PIL import Image, ImageDraw
 
 from mnistlab.checkpoint import load_model
 from mnistlab.cli import main
+from mnistlab.data.framing import centre_of_mass
 from mnistlab.errors import MnistlabError
 from mnistlab.predict import from_array, load_image, predict, prepare, to_mnist
-from mnistlab.data.framing import centre_of_mass
 from mnistlab.predict.segment import segment_digits
 
 

@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from mnistlab.notadigit.negatives import KINDS
 from mnistlab.errors import MnistlabError
-from mnistlab.notadigit.gate import FALLBACK_THRESHOLD, DigitGate, score_logits
 from mnistlab.notadigit import exposure as outliers
+from mnistlab.notadigit.gate import FALLBACK_THRESHOLD, DigitGate, score_logits
+from mnistlab.notadigit.negatives import KINDS
 from mnistlab.train import resolve_config, train
 
 

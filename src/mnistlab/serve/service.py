@@ -24,8 +24,8 @@ from mnistlab.checkpoint import load_model
 from mnistlab.data.pipeline import Normalizer
 from mnistlab.errors import MnistlabError
 from mnistlab.models.summary import count_params
-from mnistlab.predict.predict import Prediction, judge, predict, predictions_from_logits
 from mnistlab.notadigit.gate import DigitGate
+from mnistlab.predict.predict import Prediction, judge, predict, predictions_from_logits
 from mnistlab.predict.segment import DigitCrop
 from mnistlab.train.rundir import read_json
 from mnistlab.viz.activations import Activation, capture_activations

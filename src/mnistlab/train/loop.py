@@ -38,10 +38,10 @@ from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import EvalResult, evaluate_batches
 from mnistlab.models import create_model
 from mnistlab.models.summary import count_params, summarize
+from mnistlab.notadigit.exposure import setup_outliers  # reject: not a digit
 from mnistlab.train import distributed
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.optim import build_optimizer, build_scheduler
-from mnistlab.notadigit.exposure import setup_outliers  # reject: not a digit
 from mnistlab.train.precision import choose_for_run
 from mnistlab.train.progress import Progress
 from mnistlab.train.result import TrainingInterrupted, TrainResult
