@@ -10,10 +10,12 @@ the figures and the choice.
     threshold = threshold_for(maha.score(val_feats), accept=0.995)    # validation digits
     is_digit = maha.score(feats) >= threshold
 
-The features are the input of the model's last `nn.Linear` (every zoo model ends in one),
-caught by a forward hook, so no model needs to change. Every score is "higher = more
-digit-like", and every fitted detector is plain tensors and numbers (`to_state()`), so it
-can ride in a checkpoint that loads with `torch.load(weights_only=True)`.
+The features are the input of the model's last `nn.Linear` (every zoo model but the
+all-convolutional one ends in one; there, the input of its last 1x1 convolution, averaged
+over the positions), caught by a forward hook, so no model needs to change. Every score is
+"higher = more digit-like", and every fitted detector is plain tensors and numbers
+(`to_state()`), so it can ride in a checkpoint that loads with
+`torch.load(weights_only=True)`.
 
 - MahalanobisScore: minus the smallest Mahalanobis distance to the ten class means, with one
   covariance shared by the classes (Lee, Lee, Lee and Shin, NeurIPS 2018).
@@ -36,13 +38,24 @@ from mnistlab.errors import MnistlabError
 RIDGE = 1e-3
 
 
+def output_layer(model: nn.Module) -> nn.Linear | nn.Conv2d:
+    """The layer that makes the logits: the model's last nn.Linear (registration order), or
+    for an all-convolutional model without one (`allconv-bn`) its last nn.Conv2d, a 1x1
+    convolution whose scores are averaged over the positions."""
+    for kind in (nn.Linear, nn.Conv2d):
+        layers = [m for m in model.modules() if isinstance(m, kind)]
+        if layers:
+            return layers[-1]
+    raise MnistlabError(f"{type(model).__name__} has no nn.Linear or nn.Conv2d layer: no "
+                        "penultimate features to score")
+
+
 def last_linear(model: nn.Module) -> nn.Linear:
-    """The model's last nn.Linear in registration order (its output layer in the zoo)."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise MnistlabError(f"{type(model).__name__} has no nn.Linear layer: no penultimate "
-                            "features to score")
-    return linears[-1]
+    """The model's last nn.Linear (its output layer, for every zoo model but allconv-bn)."""
+    layer = output_layer(model)
+    if not isinstance(layer, nn.Linear):
+        raise MnistlabError(f"{type(model).__name__} has no nn.Linear layer")
+    return layer
 
 
 @torch.no_grad()
@@ -50,12 +63,16 @@ def features_and_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 100
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, D) penultimate features and (N, C) logits of normalised images x (N, 1, 28, 28),
     float32 on the CPU, in eval mode (the model's mode is restored). One forward pass: the
-    features are what the last nn.Linear receives."""
-    layer = last_linear(model)
+    features are what the output layer (`output_layer`) receives, averaged over the
+    positions when it is a convolution (for a 1x1 convolution followed by average pooling,
+    as in allconv-bn, the logits are then the layer's weights applied to these features)."""
+    layer = output_layer(model)
+    conv = isinstance(layer, nn.Conv2d)
     caught: list[torch.Tensor] = []
 
     def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: Any) -> None:
-        caught.append(inputs[0].detach().flatten(1).float())
+        x = inputs[0].detach().float()
+        caught.append(x.mean((2, 3)) if conv else x.flatten(1))
 
     handle = layer.register_forward_hook(hook)
     was_training = model.training
@@ -65,21 +82,22 @@ def features_and_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 100
         for start in range(0, len(x), batch_size):
             caught.clear()
             logits.append(model(x[start : start + batch_size]).float().cpu())
-            if len(caught) != 1:  # a model calling its last layer twice: not "penultimate"
-                raise MnistlabError(f"{type(model).__name__}: its last nn.Linear ran "
+            if len(caught) != 1:  # a model calling its output layer twice: not "penultimate"
+                raise MnistlabError(f"{type(model).__name__}: its output layer ran "
                                     f"{len(caught)} times in one forward pass")
             features.append(caught[0].cpu())
     finally:
         handle.remove()
         model.train(was_training)
     if not features:
-        return torch.empty(0, layer.in_features), torch.empty(0, layer.out_features)
+        width = layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
+        return torch.empty(0, width), torch.empty(0, 0)
     return torch.cat(features), torch.cat(logits)
 
 
 def penultimate_features(model: nn.Module, x: torch.Tensor,
                          batch_size: int = 1000) -> torch.Tensor:
-    """(N, D) float32 features: the input of the model's last nn.Linear (see above)."""
+    """(N, D) float32 features: the input of the model's output layer (see above)."""
     return features_and_logits(model, x, batch_size)[0]
 
 
