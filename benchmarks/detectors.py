@@ -75,6 +75,18 @@ KNN_K, KNN_BANK = 10, 10_000
 BINARY_WIDTH = 8
 PHOTO_FAMILIES = tuple(f"photo-{k}" for k in photolike.NON_DIGIT_KINDS)
 FAMILIES = (*negatives.KINDS, *PHOTO_FAMILIES)
+# Photo shapes that training draws nothing like (outline squares, spirals) and the rest.
+SHAPE_GROUPS = ("square", "spiral", "other shapes")
+
+
+def photo_shape_names(per_kind: int) -> list[str]:
+    """Which shape each photolike shape sample is: the first draw of its generator, as in
+    photolike.shape_ink (a benchmark-side breakdown; checked against the sample count)."""
+    names = []
+    for i in range(per_kind):
+        rng = photolike.sample_rng(PHOTO_SEED, photolike.KINDS["shape"], i)
+        names.append(photolike.SHAPES[int(rng.integers(len(photolike.SHAPES)))])
+    return names
 
 
 # ---- training the prototypes ------------------------------------------------------------
@@ -215,7 +227,13 @@ def dev_sets(per_kind: int, per_condition: int, val: Split) -> dict[str, Any]:
     neg_images, neg_kinds = negatives.load_bank(DEV_NEG_SIZE, DEV_NEG_SEED, "holdout")
     photos = photolike.non_digit_samples(per_kind, PHOTO_SEED)
     vx, vy = val.images.numpy(), val.labels.numpy()
+    names = iter(photo_shape_names(per_kind))
+    group = [""] * len(neg_images)
+    for sample in photos:
+        name = next(names) if sample.kind == "shape" else ""
+        group.append(name if name in SHAPE_GROUPS or not name else "other shapes")
     return {
+        "shape": np.array(group),
         "non-digit": torch.from_numpy(np.concatenate([neg_images, prepared(photos)])),
         "family": np.array([negatives.KINDS[k] for k in neg_kinds]
                            + [f"photo-{s.kind}" for s in photos]),
@@ -247,7 +265,8 @@ def and_rule(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str
     return {k: torch.minimum(cdf(a["val"], a[k]), cdf(b["val"], b[k])) for k in a}
 
 
-def measure(scores: dict[str, torch.Tensor], family: np.ndarray) -> dict[str, Any]:
+def measure(scores: dict[str, torch.Tensor], family: np.ndarray,
+            shape: np.ndarray | None = None) -> dict[str, Any]:
     threshold = threshold_for(scores["val"], ACCEPT)
     rejected = (scores["non-digit"] < threshold).numpy()
     by_family = {f: float(rejected[family == f].mean()) for f in FAMILIES
@@ -261,6 +280,8 @@ def measure(scores: dict[str, torch.Tensor], family: np.ndarray) -> dict[str, An
         "reject_min_family": min(by_family.values()),
         "families_below_80": [f for f, v in by_family.items() if v < 0.8],
         "by_family": by_family,
+        "by_shape": {} if shape is None else {g: float(rejected[shape == g].mean())
+                                              for g in SHAPE_GROUPS},
         "accept_printed": float((scores["printed"] >= threshold).double().mean()),
         "accept_handwritten": float((scores["handwritten"] >= threshold).double().mean()),
         "auroc": auroc(scores["val"], scores["non-digit"]),
@@ -301,10 +322,17 @@ def feature_scores(model: nn.Module, inputs: dict[str, torch.Tensor], train_x: t
 # ---- timing ------------------------------------------------------------------------------
 def timing(classifier: nn.Module, binary: nn.Module, train_x: torch.Tensor,
            train_y: torch.Tensor, x: torch.Tensor, repeats: int = 200) -> dict[str, float]:
-    """Milliseconds per single image (what one prediction costs), side by side."""
-    feats, _ = features_and_logits(classifier, train_x[:20000])
-    maha = MahalanobisScore().fit(feats, train_y[:20000])
+    """Once per run (seconds): the features of the training digits and each fit; per single
+    image (milliseconds, what one prediction costs): each score, side by side."""
+    began = time.perf_counter()
+    feats, _ = features_and_logits(classifier, train_x)
+    feature_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    maha = MahalanobisScore().fit(feats, train_y)
+    maha_seconds = time.perf_counter() - began
+    began = time.perf_counter()
     knn = KNNScore(KNN_K, KNN_BANK).fit(feats)
+    knn_seconds = time.perf_counter() - began
     one = x[:1]
     f1, _ = features_and_logits(classifier, one)
 
@@ -318,12 +346,16 @@ def timing(classifier: nn.Module, binary: nn.Module, train_x: torch.Tensor,
 
     with torch.no_grad():
         return {
-            "forward (logits: max-softmax, energy)": per_call(lambda: classifier(one)),
-            "forward with features (hook)": per_call(
+            "s: features of the training digits": feature_seconds,
+            "s: Mahalanobis fit": maha_seconds,
+            "s: kNN fit": knn_seconds,
+            "ms: forward (logits: max-softmax, energy, p(digit))": per_call(
+                lambda: classifier(one)),
+            "ms: forward with features (hook)": per_call(
                 lambda: features_and_logits(classifier, one)),
-            "mahalanobis score only": per_call(lambda: maha.score(f1)),
-            "knn score only": per_call(lambda: knn.score(f1)),
-            "binary net forward": per_call(lambda: binary(one)),
+            "ms: Mahalanobis score only": per_call(lambda: maha.score(f1)),
+            "ms: kNN score only": per_call(lambda: knn.score(f1)),
+            "ms: binary net forward": per_call(lambda: binary(one)),
         }
 
 
@@ -334,7 +366,7 @@ def pct(v: float) -> str:
 
 def print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
     head = ["model", "score", "gen. rej", "photo rej", "min family", "printed acc",
-            "hand acc", "AUROC", *FAMILIES]
+            "hand acc", "AUROC", *FAMILIES, *(f"photo {g}" for g in SHAPE_GROUPS)]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * 2 + "---:|" * (len(head) - 2))
     for name, m in rows:
@@ -342,7 +374,8 @@ def print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
         cells = [model, score, pct(m["reject_generated"]), pct(m["reject_photo"]),
                  pct(m["reject_min_family"]), pct(m["accept_printed"]),
                  pct(m["accept_handwritten"]), f"{m['auroc']:.3f}",
-                 *(pct(m["by_family"][f]) for f in FAMILIES)]
+                 *(pct(m["by_family"][f]) for f in FAMILIES),
+                 *(pct(m["by_shape"][g]) for g in SHAPE_GROUPS)]
         print("| " + " | ".join(cells) + " |")
 
 
@@ -357,6 +390,8 @@ def mean_rows(per_seed: list[dict[str, dict]]) -> list[tuple[str, dict[str, Any]
         mean["by_family"] = {f: float(np.mean([m["by_family"][f] for m in ms]))
                              for f in FAMILIES}
         mean["reject_min_family"] = min(mean["by_family"].values())
+        mean["by_shape"] = {g: float(np.mean([m["by_shape"][g] for m in ms]))
+                            for g in SHAPE_GROUPS}
         rows.append((name, mean))
     return rows
 
@@ -409,31 +444,35 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"seed {seed} {label}: val accuracy {acc:.2%}, {seconds:.1f} s", flush=True)
                 for score, s in feature_scores(model, inputs, train_x, train_split.labels,
                                                head != "cls11").items():
-                    rows[f"{label} / {score}"] = measure(s, sets["family"])
+                    rows[f"{label} / {score}"] = measure(s, sets["family"], sets["shape"])
         binary, seconds = train_binary(seed, train_split, normalizer, None)
         result["train_seconds"][f"binary s{seed}"] = seconds
         with torch.no_grad():
             b = {k: torch.cat([binary(x[i:i + 1000]).squeeze(1) for i in range(0, len(x), 1000)])
                  for k, x in inputs.items()}
-        rows["binary / logit"] = measure(b, sets["family"])
+        rows["binary / logit"] = measure(b, sets["family"], sets["shape"])
         default = f"oe ls{args.smoothings[0]:g}"
         cls11 = f"cls11 ls{args.smoothings[0]:g}"
         with torch.no_grad():
             msp = {k: models[default](x).softmax(1).amax(1) for k, x in inputs.items()}
             p_digit = {k: 1 - models[cls11](x).softmax(1)[:, 10] for k, x in inputs.items()}
-        rows[f"{default} + binary / max-softmax AND binary"] = measure(and_rule(msp, b),
-                                                                      sets["family"])
-        rows[f"{cls11} + binary / p(digit) AND binary"] = measure(and_rule(p_digit, b),
-                                                                 sets["family"])
+        rows[f"{default} + binary / max-softmax AND binary"] = measure(
+            and_rule(msp, b), sets["family"], sets["shape"])
+        rows[f"{cls11} + binary / p(digit) AND binary"] = measure(
+            and_rule(p_digit, b), sets["family"], sets["shape"])
         per_seed.append(rows)
         result["seeds"][seed] = rows
         print(f"\n### seed {seed}: rejection (%) at the threshold keeping {ACCEPT:.1%} of "
               f"validation digits\n")
         print_table(list(rows.items()))
         if seed == args.seeds[0]:
-            result["ms_per_image"] = timing(models[default], binary, train_x,
+            result["costs"] = timing(models[default], binary, train_x,
                                             train_split.labels, inputs["non-digit"])
-            print(f"\nper single image, ms (side by side, 1 thread): {result['ms_per_image']}")
+            print("\ncosts, side by side, 1 thread:")
+            for what, value in result["costs"].items():
+                print(f"  {what}: {value:.3f}")
+            print("training seconds: " + ", ".join(
+                f"{k} {v:.1f}" for k, v in result["train_seconds"].items()))
 
     if len(args.seeds) > 1:
         print(f"\n### mean over seeds {args.seeds}\n")
