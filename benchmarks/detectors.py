@@ -50,7 +50,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_common import machine
 
-from mnistlab.data import negatives, photolike
+from mnistlab.data import photolike
 from mnistlab.data.dataset import load_dataset
 from mnistlab.data.pipeline import Batcher, Normalizer, Split, train_val_split
 from mnistlab.errors import MnistlabError
@@ -66,7 +66,19 @@ from mnistlab.notadigit.detectors import (
 from mnistlab.predict.preprocess import prepare
 from mnistlab.train import resolve_config
 from mnistlab.train.loop import Trainer
-from mnistlab.train.outliers import BANK_SEED, BANK_SIZE, WEIGHT, OutlierExposure
+
+try:  # the not-a-digit package (issue 18, item 5); the fallback is for the tree before it
+    from mnistlab.notadigit.exposure import BANK_SEED, BANK_SIZE, WEIGHT, OutlierExposure
+
+    from mnistlab.notadigit import negatives
+except ImportError:
+    from mnistlab.data import negatives  # type: ignore[no-redef]
+    from mnistlab.train.outliers import (  # type: ignore[no-redef]
+        BANK_SEED,
+        BANK_SIZE,
+        WEIGHT,
+        OutlierExposure,
+    )
 
 ACCEPT = 0.995  # share of validation digits every threshold keeps
 DEV_NEG_SIZE, DEV_NEG_SEED = 2000, 1  # the "holdout" variant: other fonts and pens
