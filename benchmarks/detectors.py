@@ -21,7 +21,7 @@ Models, each trained here with the library (one thread, one epoch of the default
 oe, plain and cls11 each with label smoothing 0.2 (the default) and 0.
 
 Scores (higher = more digit-like): max-softmax, energy (logsumexp), Mahalanobis and kNN on
-the penultimate features (mnistlab.notadigit.detectors, fitted on the run's training
+the penultimate features (benchmarks/feature_scores.py, fitted on the run's training
 digits only), 1 - p(not a digit) for cls11, the binary net's logit, and "AND" rules that
 accept only where both scores would (each score's validation CDF, the minimum, one
 threshold).
@@ -35,6 +35,7 @@ so their figure is the full one by construction.
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import json
 import sys
@@ -49,6 +50,13 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_common import machine
+from feature_scores import (
+    KNNScore,
+    MahalanobisScore,
+    features_and_logits,
+    last_linear,
+    threshold_for,
+)
 
 from mnistlab.data import photolike
 from mnistlab.data.dataset import load_dataset
@@ -56,29 +64,22 @@ from mnistlab.data.pipeline import Batcher, Normalizer, Split, train_val_split
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import predict_logits, result_from_logits
 from mnistlab.models import create_model
-from mnistlab.notadigit.detectors import (
-    KNNScore,
-    MahalanobisScore,
-    features_and_logits,
-    last_linear,
-    threshold_for,
-)
 from mnistlab.predict.preprocess import prepare
 from mnistlab.train import resolve_config
 from mnistlab.train.loop import Trainer
 
-try:  # the not-a-digit package (issue 18, item 5); the fallback is for the tree before it
-    from mnistlab.notadigit.exposure import BANK_SEED, BANK_SIZE, WEIGHT, OutlierExposure
 
-    from mnistlab.notadigit import negatives
-except ImportError:
-    from mnistlab.data import negatives  # type: ignore[no-redef]
-    from mnistlab.train.outliers import (  # type: ignore[no-redef]
-        BANK_SEED,
-        BANK_SIZE,
-        WEIGHT,
-        OutlierExposure,
-    )
+def _module(name: str, before: str) -> Any:
+    """The not-a-digit package's module (issue 18, item 5), or where it was before it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return importlib.import_module(before)
+
+
+negatives = _module("mnistlab.notadigit.negatives", "mnistlab.data.negatives")
+exposure = _module("mnistlab.notadigit.exposure", "mnistlab.train.outliers")
+BANK_SEED, BANK_SIZE, WEIGHT = exposure.BANK_SEED, exposure.BANK_SIZE, exposure.WEIGHT
 
 ACCEPT = 0.995  # share of validation digits every threshold keeps
 DEV_NEG_SIZE, DEV_NEG_SEED = 2000, 1  # the "holdout" variant: other fonts and pens
@@ -111,7 +112,7 @@ def replace_last_linear(model: nn.Module, out_features: int) -> None:
     setattr(parent, child, nn.Linear(layer.in_features, out_features).to(layer.weight.device))
 
 
-class BenchExposure(OutlierExposure):
+class BenchExposure(exposure.OutlierExposure):
     """The library's outlier exposure, optionally without one family, optionally with an
     11th class (cross-entropy to class 10) instead of the uniform-softmax loss. Calibration
     and the summary's gate figures are skipped: the benchmark measures everything itself."""

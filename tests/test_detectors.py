@@ -1,8 +1,11 @@
-"""Feature-space not-a-digit scores (mnistlab.notadigit.detectors), on synthetic tensors."""
+"""Feature-space not-a-digit scores (benchmarks/feature_scores.py), on synthetic tensors."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,16 +13,23 @@ from torch import nn
 
 from mnistlab.errors import MnistlabError
 from mnistlab.models import MODELS, create_model
-from mnistlab.notadigit.detectors import (
-    KNNScore,
-    MahalanobisScore,
-    detector_from_state,
-    features_and_logits,
-    last_linear,
-    output_layer,
-    penultimate_features,
-    threshold_for,
-)
+
+MODULE = Path(__file__).resolve().parents[1] / "benchmarks" / "feature_scores.py"
+
+
+def load_module():
+    spec = importlib.util.spec_from_file_location("feature_scores", MODULE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+scores = load_module()
+KNNScore, MahalanobisScore = scores.KNNScore, scores.MahalanobisScore
+detector_from_state, features_and_logits = scores.detector_from_state, scores.features_and_logits
+last_linear, output_layer = scores.last_linear, scores.output_layer
+penultimate_features, threshold_for = scores.penultimate_features, scores.threshold_for
 
 
 def clusters(n_per_class: int, seed: int = 0, dim: int = 16, classes: int = 4,

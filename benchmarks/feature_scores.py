@@ -1,9 +1,10 @@
 """Not-a-digit scores on a classifier's penultimate features, fitted on training digits only.
 
-A score that is fitted on digits alone cannot overfit to the non-digits it was shown: it
-measures how far an image's features lie from the training digits', whatever the image is.
-benchmarks/detectors.py compares these scores with the softmax ones and docs/detectors.md has
-the figures and the choice.
+Used by benchmarks/detectors.py, which compares them with the softmax scores of the gate
+(docs/detectors.md). They were not kept: on the default model they reject fewer non-digits
+than its max-softmax, so they live here, next to the benchmark, and not in the library
+(issue 18: code kept only to compare a method stays out of src/). A score fitted on digits
+alone cannot overfit to the non-digits it was shown, which is why they were tried:
 
     feats, logits = features_and_logits(model, normalizer(images))   # one forward pass
     maha = MahalanobisScore().fit(train_feats, train_labels)         # training digits only
@@ -14,8 +15,7 @@ The features are the input of the model's last `nn.Linear` (every zoo model but 
 all-convolutional one ends in one; there, the input of its last 1x1 convolution, averaged
 over the positions), caught by a forward hook, so no model needs to change. Every score is
 "higher = more digit-like", and every fitted detector is plain tensors and numbers
-(`to_state()`), so it can ride in a checkpoint that loads with
-`torch.load(weights_only=True)`.
+(`to_state()`), loadable with `torch.load(weights_only=True)`.
 
 - MahalanobisScore: minus the smallest Mahalanobis distance to the ten class means, with one
   covariance shared by the classes (Lee, Lee, Lee and Shin, NeurIPS 2018).
