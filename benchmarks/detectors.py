@@ -278,22 +278,26 @@ def and_rule(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> dict[str
     return {k: torch.minimum(cdf(a["val"], a[k]), cdf(b["val"], b[k])) for k in a}
 
 
+def share(flags: np.ndarray) -> float:
+    """The share of True, NaN for none (a table cell with no images)."""
+    return float(flags.mean()) if len(flags) else float("nan")
+
+
 def measure(scores: dict[str, torch.Tensor], family: np.ndarray,
             shape: np.ndarray | None = None) -> dict[str, Any]:
     threshold = threshold_for(scores["val"], ACCEPT)
     rejected = (scores["non-digit"] < threshold).numpy()
-    by_family = {f: float(rejected[family == f].mean()) for f in FAMILIES
-                 if (family == f).any()}
+    by_family = {f: share(rejected[family == f]) for f in FAMILIES if (family == f).any()}
     neg = np.isin(family, negatives.KINDS)
     return {
         "threshold": threshold,
         "val_accept": float((scores["val"] >= threshold).double().mean()),
-        "reject_generated": float(rejected[neg].mean()),
-        "reject_photo": float(rejected[~neg].mean()),
+        "reject_generated": share(rejected[neg]),
+        "reject_photo": share(rejected[~neg]),
         "reject_min_family": min(by_family.values()),
         "families_below_80": [f for f, v in by_family.items() if v < 0.8],
         "by_family": by_family,
-        "by_shape": {} if shape is None else {g: float(rejected[shape == g].mean())
+        "by_shape": {} if shape is None else {g: share(rejected[shape == g])
                                               for g in SHAPE_GROUPS},
         "accept_printed": float((scores["printed"] >= threshold).double().mean()),
         "accept_handwritten": float((scores["handwritten"] >= threshold).double().mean()),

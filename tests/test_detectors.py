@@ -7,6 +7,7 @@ import io
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -163,3 +164,58 @@ def test_last_linear_is_the_output_layer_of_the_default_model():
 def test_a_model_without_an_output_layer_is_refused():
     with pytest.raises(MnistlabError, match=r"no nn\.Linear or nn\.Conv2d"):
         penultimate_features(nn.Sequential(nn.Flatten()), torch.zeros(2, 1, 28, 28))
+
+
+# ---- benchmarks/detectors.py: the measuring helpers ---------------------------------------
+BENCHMARK = MODULE.parent / "detectors.py"
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("detectors_benchmark", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_auroc_counts_ties_as_half():
+    bench = load_benchmark()
+    assert bench.auroc(torch.tensor([2.0, 3.0]), torch.tensor([0.0, 1.0])) == 1.0
+    assert bench.auroc(torch.tensor([0.0, 1.0]), torch.tensor([2.0, 3.0])) == 0.0
+    assert bench.auroc(torch.ones(4), torch.ones(3)) == 0.5
+    assert bench.auroc(torch.tensor([1.0, 3.0]), torch.tensor([2.0])) == 0.5
+
+
+def test_and_rule_accepts_only_where_both_scores_would():
+    bench = load_benchmark()
+    val = torch.arange(1000, dtype=torch.float32)
+    a = {"val": val, "x": torch.tensor([999.0, 999.0, 0.0])}
+    b = {"val": -val, "x": torch.tensor([-999.0, 0.0, 0.0])}  # b's high values are a's low
+    both = bench.and_rule(a, b)
+    assert both["x"][1] == both["x"].max()  # high under both
+    assert both["x"][0] < both["x"][1] and both["x"][2] < both["x"][1]
+    assert bench.cdf(val, torch.tensor([-1.0, 499.0, 2000.0])).tolist() == [0.0, 0.5, 1.0]
+
+
+def test_measure_thresholds_on_validation_and_splits_by_family():
+    bench = load_benchmark()
+    kinds = bench.negatives.KINDS
+    family = np.array([kinds[0]] * 4 + [kinds[1]] * 4)
+    scores = {"val": torch.linspace(1, 2, 1000),
+              "non-digit": torch.tensor([0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 0.0]),
+              "printed": torch.tensor([1.5, 0.5]), "handwritten": torch.tensor([1.5, 1.5])}
+    m = bench.measure(scores, family)
+    assert m["val_accept"] >= 0.995
+    assert m["by_family"] == {kinds[0]: 0.75, kinds[1]: 1.0}
+    assert m["reject_generated"] == 7 / 8
+    assert m["accept_printed"] == 0.5 and m["accept_handwritten"] == 1.0
+    assert m["families_below_80"] == [kinds[0]]
+    assert np.isnan(m["reject_photo"])  # no photo-like non-digits here: no figure
+
+
+def test_replace_last_linear_changes_the_number_of_outputs():
+    bench = load_benchmark()
+    model = create_model("fast-strided")
+    bench.replace_last_linear(model, 11)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 11)
+    assert last_linear(model).out_features == 11
