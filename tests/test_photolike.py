@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import ImageFont
 
-from mnistlab.data import photolike
+from benchmarks import devset as photolike
 from mnistlab.predict import prepare, segment_digits
 
 

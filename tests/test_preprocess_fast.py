@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnistlab.data import photolike
+from benchmarks import devset as photolike
 from mnistlab.errors import MnistlabError
 from mnistlab.predict import predict
 from mnistlab.predict.preprocess import (
