@@ -21,10 +21,11 @@ from .sets import (
     Sizes,
     Sources,
     build,
+    iter_samples,
     load_optdigits,
     load_sources,
 )
 
 __all__ = ["CONDITIONS", "DIGIT_FAMILIES", "FAMILIES", "FULL", "NON_DIGIT_FAMILIES",
            "NUMBER_FAMILIES", "READS_AS", "SMALL", "MissingFontError", "Sample", "Sizes",
-           "Sources", "build", "load_optdigits", "load_sources"]
+           "Sources", "build", "iter_samples", "load_optdigits", "load_sources"]

@@ -8,7 +8,7 @@ non-digits that truly read as a digit (kept in the data, left out of the rejecti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -227,15 +227,15 @@ MAKERS: dict[str, Maker] = {
 assert set(MAKERS) == set(FAMILIES)
 
 
-def build(seed: int, sizes: Sizes = FULL, sources: Sources | None = None,
-          families: Sequence[str] = FAMILIES) -> list[Sample]:
-    """The held-out pictures of `families` for `seed`, in FAMILIES order."""
+def iter_samples(seed: int, sizes: Sizes = FULL, sources: Sources | None = None,
+                 families: Sequence[str] = FAMILIES) -> Iterator[Sample]:
+    """The held-out pictures of `families` for `seed`, in FAMILIES order, one at a time (the
+    full set does not fit in memory as pictures)."""
     unknown = set(families) - set(FAMILIES)
     if unknown:
         raise ValueError(f"unknown families {sorted(unknown)} (known: {', '.join(FAMILIES)})")
     if sources is None:
         sources = load_sources()
-    out: list[Sample] = []
     n_opt = len(sources.optdigits[1])
     for family in (f for f in FAMILIES if f in families):
         count = sizes.of(family, n_opt)
@@ -247,5 +247,14 @@ def build(seed: int, sizes: Sizes = FULL, sources: Sources | None = None,
             i = int(i)
             condition = condition_of(family, i)
             sample = MAKERS[family](sample_rng(seed, family, i), i, sources, condition, seed)
-            out.append(replace(sample, condition=condition))
-    return out
+            yield replace(sample, condition=condition)
+
+
+def build(seed: int, sizes: Sizes = FULL, sources: Sources | None = None,
+          families: Sequence[str] = FAMILIES) -> list[Sample]:
+    """iter_samples as a list (for small sets)."""
+    return list(iter_samples(seed, sizes, sources, families))
+
+
+def count(sizes: Sizes, families: Sequence[str] = FAMILIES, optdigits: int = 1797) -> int:
+    return sum(sizes.of(f, optdigits) for f in families)
