@@ -275,8 +275,24 @@ def small_figures(run: Path, device: str = "cpu", seed: int = 0) -> dict[str, fl
     of `seed` (tests/test_heldout_figures.py)."""
     (result,) = evaluate([Path(run)], [seed], heldout.SMALL, resolve_device(device), dev=False,
                          log=lambda *a, **k: None)
+    return pinned_figures(result)
+
+
+def pinned_figures(result: dict[str, Any]) -> dict[str, float]:
     held = result["summary"][HELD]
     return {m: round(held[m]["mean"], 2) for m in fig.PINNED}
+
+
+def write_pins(result: dict[str, Any]) -> None:
+    info = machine()
+    figures = pinned_figures(result)
+    write_json(PINNED, {"run": result["run"], "set": "heldout.SMALL, seed 0",
+                        "figures": figures, "machine": info["cpu"], "torch": info["torch"],
+                        "margin_points": 3.0,
+                        "written_by": "python benchmarks/realworld.py RUN --small --pin"})
+    print(f"pinned figures of {result['run']} written to {PINNED}:")
+    for k, v in figures.items():
+        print(f"  {k}: {v:.2f}%")
 
 
 # ---- training runs it needs --------------------------------------------------------------------
@@ -348,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lofo", action="store_true",
                         help="also train one run per training negative kind left out")
     parser.add_argument("--pin", action="store_true",
-                        help=f"write the small held-out figures of the first run (seed 0) to "
+                        help=f"with --small and seeds starting at 0: also write the first "
+                             f"run's held-out figures of seed 0 to "
                              f"{PINNED.relative_to(PINNED.parents[2])}, for the pinning test")
     parser.add_argument("--combine", type=Path, nargs="+", default=None, metavar="JSON",
                         help="print one report from the --json files of earlier invocations "
@@ -358,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-samples", type=Path, default=None,
                         help="write the first pictures of every family into this folder")
     args = parser.parse_args(argv)
+    if args.pin and (not args.small or args.seeds[0] != 0 or args.combine):
+        print("error: --pin needs --small and a first seed of 0 (the pinned set is the small "
+              "one, seed 0), and no --combine", file=sys.stderr)
+        return 2
 
     started = time.perf_counter()
     if args.combine:
@@ -380,24 +401,15 @@ def main(argv: list[str] | None = None) -> int:
         runs = list(args.runs) or [default_run(Path(tmp))]
         if args.lofo:
             runs += lofo_runs(Path(tmp))
-        if args.pin:
-            figures = small_figures(runs[0], args.device)
-            info = machine()
-            write_json(PINNED, {"run": str(runs[0]), "set": "heldout.SMALL, seed 0",
-                                "figures": figures, "machine": info["cpu"],
-                                "torch": info["torch"],
-                                "margin_points": 3.0,
-                                "written_by": "python benchmarks/realworld.py RUN --pin"})
-            print(f"pinned figures of {runs[0]} written to {PINNED}:")
-            for k, v in figures.items():
-                print(f"  {k}: {v:.2f}%")
-            return 0
         sizes = heldout.SMALL if args.small else heldout.FULL
         print(f"held-out: {heldout.sets.count(sizes)} pictures a seed, fonts: {fonts}; "
               f"development: benchmarks/devset.py ({devset.fonts_used()}) and "
               f"mnistlab's generated holdout non-digits; seeds {args.seeds}", flush=True)
         results = evaluate(runs, args.seeds, sizes, device, dev=not args.no_dev,
                            save=args.save_samples)
+        if args.pin:  # from the first seed (0) alone
+            first = {**results[0], "per_seed": results[0]["per_seed"][:1]}
+            write_pins({**first, "summary": fig.summarise(first["per_seed"])})
     print()
     print(report(results))
     info = machine()

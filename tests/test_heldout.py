@@ -251,3 +251,11 @@ def test_combine_pools_the_seeds_of_several_json_files(tmp_path, capsys):
     assert "seeds 0, 1" in out and "80.0% (min 70.0%)" in out
     assert realworld.main(["--combine", str(tmp_path / "nope.json")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_pin_refuses_anything_but_the_small_set_from_seed_0(capsys):
+    realworld = load_realworld()
+    for argv in (["--pin"], ["--pin", "--small", "--seeds", "1", "0"],
+                 ["--pin", "--small", "--combine", "x.json"]):
+        assert realworld.main(argv) == 2
+        assert "--pin needs --small and a first seed of 0" in capsys.readouterr().err

@@ -269,10 +269,10 @@ def photograph(ink: np.ndarray, rng: np.random.Generator, condition: str,
     if gw > 0.8 * w:  # a long number: a wider sheet
         w = int(gw / 0.75)
     sheet = make_sheet(h, w, rng, condition)
-    y = int(rng.uniform(0.12, 0.88) * (h - gh)) if condition != "far" else \
-        int(rng.integers(0, h - gh))
-    x = int(rng.uniform(0.12, 0.88) * (w - gw)) if condition != "far" else \
-        int(rng.integers(0, w - gw))
+    # anywhere but near the edges (the camera's turn and tilt must not cut the ink off)
+    spread = 0.88 if condition == "far" else 0.76
+    y = int((0.5 + rng.uniform(-spread, spread) / 2) * (h - gh))
+    x = int((0.5 + rng.uniform(-spread, spread) / 2) * (w - gw))
     alpha = np.zeros((h, w), np.float32)
     alpha[y : y + gh, x : x + gw] = glyph
     if colours is None:
