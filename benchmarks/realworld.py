@@ -405,8 +405,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"held-out: {heldout.sets.count(sizes)} pictures a seed, fonts: {fonts}; "
               f"development: benchmarks/devset.py ({devset.fonts_used()}) and "
               f"mnistlab's generated holdout non-digits; seeds {args.seeds}", flush=True)
-        results = evaluate(runs, args.seeds, sizes, device, dev=not args.no_dev,
-                           save=args.save_samples)
+        try:
+            results = evaluate(runs, args.seeds, sizes, device, dev=not args.no_dev,
+                               save=args.save_samples)
+        except (MnistlabError, OSError, ValueError) as e:  # a bad run folder, missing data
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         if args.pin:  # from the first seed (0) alone
             first = {**results[0], "per_seed": results[0]["per_seed"][:1]}
             write_pins({**first, "summary": fig.summarise(first["per_seed"])})

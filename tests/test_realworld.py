@@ -64,3 +64,11 @@ def test_missing_held_out_fonts_stop_the_benchmark(monkeypatch, capsys):
         monkeypatch.undo()
         fonts.font_paths.cache_clear()
     assert "fonts-freefont-ttf" in capsys.readouterr().err
+
+
+@pytest.mark.real_data
+def test_a_folder_that_is_no_run_is_a_one_line_error(real_mnist, tmp_path, capsys):
+    benchmark = load_benchmark()
+    assert benchmark.main([str(tmp_path / "no-run"), "--small", "--seeds", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
