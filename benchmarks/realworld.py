@@ -1,285 +1,386 @@
-"""How well a run reads digits from photo-like pictures: before and after the local preprocessing.
+"""Real-world reading: DEVELOPMENT and HELD-OUT figures side by side, over seeds, per family.
 
     mnistlab train --runs-dir runs --name default        # the default recipe (or any run)
-    python benchmarks/realworld.py runs/default          # one or more run directories
+    python benchmarks/realworld.py runs/default --seeds 0 1 2
     python benchmarks/realworld.py                       # trains the default run itself first
+    python benchmarks/realworld.py RUN LOFO_RUN...       # + leave-one-family-out table
+    python benchmarks/realworld.py --lofo                # trains one run per left-out kind
+    python benchmarks/realworld.py RUN --small --pin     # writes benchmarks/heldout/pinned.json
 
-Test pictures come from mnistlab.data.photolike, seeded, the same every time: MNIST *test*
-digits and Liberation-font digits on generated paper under 11 conditions (uneven light,
-shadows, blur, noise and JPEG, rotation, perspective, ruled and squared paper, colour, small
-digits in large photos), whole numbers of 2-6 digits, and non-digits (letters that do not look
-like digits, shapes, scribbles, single taps). Nothing is trained on them.
+The protocol (docs/evaluation.md): knobs are chosen on DEVELOPMENT data, final figures come
+from HELD-OUT data nothing was tuned on.
 
-"before" is the earlier preprocessing (one background level for the whole picture,
-`to_mnist(method="global")`) with no input checks and no number reading; "after" is the
-current one (`prepare`, `segment_digits`). Both use the run's not-a-digit gate
-(mnistlab.notadigit.gate.DigitGate; runs trained without one get the uncalibrated fallback,
-and the output says so). The tables print as markdown.
+- development: the photo-like pictures of benchmarks/devset.py (Liberation fonts; MNIST
+  *validation* digits of each run's own split; letters, shapes, scribbles, taps), mnistlab's
+  generated `variant="holdout"` non-digits (28x28), and MNIST validation as it is;
+- held-out: benchmarks/heldout/ (README.md there): FreeFont letters (Latin, Greek, Cyrillic)
+  and digits, UCI optdigits handwriting, Fashion-MNIST objects, spirals, outline rectangles,
+  faces, arrows, check marks, hand-drawn symbols, textures, all through its own camera; and
+  MNIST test as it is.
+
+A run is read through the library's `mnistlab.predict.reader.Reader`, as `mnistlab predict`
+and the server read it: the run's not-a-digit gate on every digit, single or part of a
+number; a number counts as accepted when every digit passed.
+
+Leave-one-family-out: a run whose config.json says it left training negative kinds out
+(`not_a_digit` ... `exclude`, from `mnistlab train --negatives-exclude KIND`) gets a row per
+kind: its rejection of that kind's development negatives and of the closest held-out
+families, next to the same figures of a run trained on every kind.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import devset  # the development pictures (benchmarks/devset.py)
+import heldout  # the held-out pictures (benchmarks/heldout/)
 from benchmark_common import machine
+from heldout import figures as fig
+from heldout.figures import DEV, HELD, MNIST_28, NEGATIVES, Record
 
-from mnistlab.checkpoint import load_model
-from mnistlab.data import photolike
+from mnistlab.atomic import write_json
 from mnistlab.data.dataset import load_dataset
+from mnistlab.data.split import split_indices
 from mnistlab.device import resolve_device
 from mnistlab.errors import MnistlabError
-from mnistlab.notadigit.gate import DigitGate
-from mnistlab.predict.predict import predict
-from mnistlab.predict.preprocess import prepare, to_mnist
-from mnistlab.predict.segment import segment_digits
+from mnistlab.notadigit import negatives
+from mnistlab.predict.reader import Reader
 
-BLANK = np.zeros((28, 28), np.uint8)
+PINNED = Path(__file__).resolve().parent / "heldout" / "pinned.json"
 
 
-def percent(hits: int, total: int) -> str:
-    return f"{100.0 * hits / total:.1f}%" if total else "-"
+# ---- the reader --------------------------------------------------------------------------------
 
+class RunReader:
+    """What the benchmark asks of a run, through the library's Reader (the one the CLI and
+    the server use): every digit, single or part of a number, through the run's gate."""
 
-def preprocess(samples: list[photolike.Sample], method: str
-               ) -> tuple[np.ndarray, list[list[str]]]:
-    """Arrays and input problems per sample ("global" has no input checks: only a failure)."""
-    arrays, problems = [], []
-    for s in samples:
+    def __init__(self, run: Path, device: torch.device) -> None:
+        self.reader = Reader.from_run(run, device, top_k=1)
+
+    def read(self, image: Image.Image) -> tuple[int | None, bool]:
+        """One digit: (label or None when nothing was found, is it a digit)."""
         try:
-            if method == "global":
-                arrays.append(to_mnist(s.image, method="global"))
-                problems.append([])
-            else:
-                prepared = prepare(s.image)
-                arrays.append(prepared.array)
-                problems.append(prepared.problems)
-        except MnistlabError as e:  # no ink found: no answer, so wrong and not accepted
-            arrays.append(BLANK)
-            problems.append([str(e)])
-    return np.stack(arrays), problems
+            reading = self.reader.read(image)
+        except MnistlabError:  # no ink at all: nothing read, not a digit
+            return None, False
+        return reading.prediction.label, reading.is_digit
+
+    def read_number(self, image: Image.Image) -> tuple[str, bool]:
+        """A whole number: (the digits read, did every digit pass the gate)."""
+        try:
+            number = self.reader.read_number(image)
+        except MnistlabError:
+            return "", False
+        return number.text, number.is_number
+
+    def read_arrays(self, arrays: np.ndarray) -> list[tuple[int, bool]]:
+        """Images already in MNIST form, uint8 (N, 28, 28): (label, is it a digit) each."""
+        return [(p.label, bool(p.is_digit)) for p in self.reader.classify(arrays)]
+
+    def describe(self) -> str:
+        return self.reader.gate.describe()
 
 
-def classify(model, normalizer, device, gate, samples, method):
-    arrays, problems = preprocess(samples, method)
-    return predict(model, normalizer, arrays, device, 1, gate=gate, problems=problems)
+def reader_for(run: Path, device: torch.device) -> RunReader:
+    return RunReader(run, device)
 
 
-def read_number(model, normalizer, device, image: Image.Image) -> str:
-    try:
-        crops = segment_digits(image)
-    except MnistlabError:
-        return ""
-    if not crops:
-        return ""
-    predictions = predict(model, normalizer, np.stack([c.array for c in crops]), device, 1)
-    return "".join(str(p.label) for p in predictions)
+# ---- reading pictures into records ---------------------------------------------------------------
+
+def read_sample(reader: RunReader, split: str, family: str, group: str, condition: str,
+                text: str, image: Image.Image, reads_as: str = "") -> Record:
+    if group == "number":
+        read, accepted = reader.read_number(image)
+    else:
+        label, accepted = reader.read(image)
+        read = "" if label is None else str(label)
+    return Record(split, family, group, condition, text, read, accepted, reads_as)
 
 
-def mnist_on_paper(images: np.ndarray, rng: np.random.Generator) -> list[Image.Image]:
-    """MNIST test digits as large black-on-white pictures at random places and sizes."""
-    out = []
-    for image in images:
-        digit = Image.fromarray(255 - image, mode="L")
-        side = int(rng.integers(120, 260))
-        page = Image.new("L", (400, 320), 255)
-        page.paste(digit.resize((side, side), Image.Resampling.BICUBIC),
-                   (int(rng.integers(0, 400 - side)), int(rng.integers(0, 320 - side))))
-        out.append(page)
+def heldout_records(readers: Sequence[RunReader], seed: int, sizes: heldout.Sizes,
+                    sources: heldout.Sources, save: Path | None = None,
+                    per_family_saved: int = 12) -> list[list[Record]]:
+    """Every reader's records on the held-out pictures of `seed` (made once, read by all)."""
+    out: list[list[Record]] = [[] for _ in readers]
+    saved: dict[str, int] = {}
+    for s in heldout.iter_samples(seed, sizes, sources):
+        if save is not None and saved.get(s.family, 0) < per_family_saved:
+            saved[s.family] = saved.get(s.family, 0) + 1
+            name = f"heldout-s{seed}-{s.family}-{saved[s.family]:02d}-{s.condition}"
+            s.image.save(save / f"{name}.jpg", quality=92)
+        for records, reader in zip(out, readers, strict=True):
+            records.append(read_sample(reader, HELD, s.family, s.group, s.condition, s.text,
+                                       s.image, s.reads_as))
     return out
 
 
-def evaluate_run(run: Path, sets: dict, device: torch.device, mnist) -> dict:
-    model, normalizer, state = load_model(run, device)
-    gate = DigitGate.from_state(state)
-    result: dict = {"run": str(run), "gate": gate.describe(), "calibrated": gate.calibrated}
-    for method in ("global", "local"):
-        r: dict = {}
+def dev_batches(seed: int, sizes: heldout.Sizes, val: tuple[np.ndarray, np.ndarray]
+                ) -> Iterator[tuple[str, str, list[devset.Sample]]]:
+    """The development pictures of `seed`, kind by kind: (family, group, pictures)."""
+    x, y = val
+    per_condition = max(1, sizes.printed // len(devset.CONDITIONS))
+    yield "printed", "digit", devset.digit_samples("printed", per_condition, seed)
+    yield "handwritten", "digit", devset.digit_samples("handwritten", per_condition, seed, x, y)
+    numbers = sizes.number_printed
+    yield "number-printed", "number", devset.number_samples("printed", numbers, seed)
+    yield "number-handwritten", "number", devset.number_samples("handwritten", numbers, seed,
+                                                                x, y)
+    yield "non-digit", "non-digit", devset.non_digit_samples(sizes.per_non_digit_family, seed)
+
+
+def dev_records(readers: Sequence[RunReader], seed: int, sizes: heldout.Sizes,
+                val: tuple[np.ndarray, np.ndarray], save: Path | None = None
+                ) -> list[list[Record]]:
+    out: list[list[Record]] = [[] for _ in readers]
+    for family, group, samples in dev_batches(seed, sizes, val):
+        for i, s in enumerate(samples):
+            fam = s.kind if group == "non-digit" else family
+            if save is not None and i < 12:
+                s.image.save(save / f"dev-s{seed}-{fam}-{i:02d}-{s.condition}.jpg", quality=92)
+            for records, reader in zip(out, readers, strict=True):
+                records.append(read_sample(reader, DEV, fam, group, s.condition, s.text,
+                                           s.image))
+    # mnistlab's generated held-out-variant non-digits, already 28x28
+    images, kinds = negatives.generate(sizes.per_non_digit_family * 20, 1000 + seed, "holdout")
+    for records, reader in zip(out, readers, strict=True):
+        for (label, ok), k in zip(reader.read_arrays(images), kinds, strict=True):
+            records.append(Record(DEV, f"{NEGATIVES}-{negatives.KINDS[int(k)]}", "non-digit",
+                                  "28x28", "", str(label), ok))
+    return out
+
+
+def mnist_records(reader: RunReader, split: str, images: np.ndarray, labels: np.ndarray
+                  ) -> list[Record]:
+    return [Record(split, MNIST_28, "digit", "28x28", str(int(t)), str(label), ok)
+            for (label, ok), t in zip(reader.read_arrays(images), labels, strict=True)]
+
+
+def split_of(run: Path) -> tuple[int, int]:
+    """(val_size, seed): what decides a run's validation split."""
+    config = json.loads((Path(run) / "config.json").read_text())
+    return int(config.get("val_size", 0)), int(config.get("seed", 0))
+
+
+def validation(mnist: Any, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A run's own validation split of MNIST (never trained on)."""
+    if val_size <= 0:
+        raise MnistlabError(f"a run trained without a validation split (val_size {val_size}) "
+                            f"has no development digits to be measured on (use --no-dev)")
+    _, val = split_indices(len(mnist.train_labels), val_size, seed)
+    return mnist.train_images.numpy()[val], mnist.train_labels.numpy()[val]
+
+
+# ---- whole evaluation ----------------------------------------------------------------------------
+
+def evaluate(runs: Sequence[Path], seeds: Sequence[int], sizes: heldout.Sizes,
+             device: torch.device, dev: bool = True, save: Path | None = None,
+             log: Any = print) -> list[dict[str, Any]]:
+    """Per run: {"run", "gate", "excluded", "per_seed" (figures), "summary"}."""
+    mnist = load_dataset("mnist", download=False)
+    test = (mnist.test_images.numpy(), mnist.test_labels.numpy())
+    sources = heldout.load_sources(test)
+    readers = [reader_for(run, device) for run in runs]
+    splits = [split_of(run) for run in runs] if dev else []
+    vals = {key: validation(mnist, *key) for key in set(splits)}
+    records: list[list[list[Record]]] = [[] for _ in runs]  # run -> seed -> records
+    for seed in seeds:
         started = time.perf_counter()
-        for kind in ("printed", "handwritten"):
-            samples = sets[kind]
-            predictions = classify(model, normalizer, device, gate, samples, method)
-            per: dict = defaultdict(lambda: [0, 0, 0])  # right, accepted, total
-            for s, p in zip(samples, predictions, strict=True):
-                cell = per[s.condition]
-                cell[0] += int(str(p.label) == s.text)
-                cell[1] += int(bool(p.is_digit))
-                cell[2] += 1
-            r[kind] = {c: list(v) for c, v in per.items()}
-        predictions = classify(model, normalizer, device, gate, sets["non-digit"], method)
-        rejected: dict = defaultdict(lambda: [0, 0])
-        for s, p in zip(sets["non-digit"], predictions, strict=True):
-            rejected[s.kind][0] += int(not p.is_digit)
-            rejected[s.kind][1] += 1
-        r["non-digit"] = {k: list(v) for k, v in rejected.items()}
-        predictions = classify(model, normalizer, device, gate, sets["mnist-on-paper"], method)
-        r["mnist-on-paper"] = [sum(bool(p.is_digit) for p in predictions), len(predictions),
-                               sum(str(p.label) == s.text for p, s in
-                                   zip(predictions, sets["mnist-on-paper"], strict=True))]
-        if method == "local":
-            for kind in ("printed", "handwritten"):
-                samples = sets[f"number-{kind}"]
-                read = [read_number(model, normalizer, device, s.image) for s in samples]
-                r[f"number-{kind}"] = [sum(t == s.text for t, s in zip(read, samples,
-                                                                        strict=True)),
-                                       len(samples)]
-                r[f"number-{kind}-misread"] = [(s.text, t) for t, s in
-                                               zip(read, samples, strict=True)
-                                               if t != s.text][:10]
-        r["seconds"] = round(time.perf_counter() - started, 1)
-        result[method] = r
-    predictions = predict(model, normalizer, mnist.test_images.numpy(), device, 1, gate=gate)
-    result["mnist-test-accepted"] = [sum(bool(p.is_digit) for p in predictions),
-                                     len(predictions)]
-    return result
+        per_run = heldout_records(readers, seed, sizes, sources, save)
+        for key, val in vals.items():  # dev digits come from each run's own validation split
+            same = [i for i, k in enumerate(splits) if k == key]
+            dev_part = dev_records([readers[i] for i in same], seed, sizes, val, save)
+            for i, part in zip(same, dev_part, strict=True):
+                per_run[i] += part
+        for i in range(len(runs)):
+            records[i].append(per_run[i])
+        log(f"seed {seed}: {len(per_run[0])} pictures read by {len(runs)} run(s) in "
+            f"{time.perf_counter() - started:.0f} s", flush=True)
+    results = []
+    for i, (run, reader) in enumerate(zip(runs, readers, strict=True)):
+        mnist_part = mnist_records(reader, HELD, *test)
+        if dev:
+            mnist_part += mnist_records(reader, DEV, *vals[splits[i]])
+        per_seed = [fig.figures(seed_records + mnist_part) for seed_records in records[i]]
+        results.append({"run": str(run), "gate": reader.describe(),
+                        "excluded": fig.run_excludes(run), "seeds": list(seeds),
+                        "per_seed": per_seed, "summary": fig.summarise(per_seed),
+                        "misread_numbers": [(r.text, r.read) for r in records[i][0]
+                                            if r.group == "number" and r.read != r.text][:8]})
+    return results
 
 
-def table(result: dict) -> str:
-    before, after = result["global"], result["local"]
-    lines = ["| condition | printed before | printed after | handwritten before | "
-             "handwritten after |", "|---|---:|---:|---:|---:|"]
-    totals = {k: [0, 0, 0, 0] for k in ("printed", "handwritten")}
-    for condition in photolike.CONDITIONS:
-        row = [condition]
-        for kind in ("printed", "handwritten"):
-            b = before[kind].get(condition, [0, 0, 0])
-            a = after[kind].get(condition, [0, 0, 0])
-            row += [percent(b[0], b[2]), percent(a[0], a[2])]
-            totals[kind][0] += b[0]
-            totals[kind][1] += a[0]
-            totals[kind][2] += a[2]
-            totals[kind][3] += a[1]
-        lines.append("| " + " | ".join(row) + " |")
-    p, h = totals["printed"], totals["handwritten"]
-    lines.append(f"| **all ({p[2]} + {h[2]})** | **{percent(p[0], p[2])}** | "
-                 f"**{percent(p[1], p[2])}** | **{percent(h[0], h[2])}** | "
-                 f"**{percent(h[1], h[2])}** |")
-    lines += ["", "| measure | n | before | after |", "|---|---:|---:|---:|"]
-    for kind in ("printed", "handwritten"):
-        right, total = after[f"number-{kind}"]
-        lines.append(f"| whole numbers (2-6 digits) read exactly, {kind} | {total} | "
-                     f"not possible | {percent(right, total)} |")
-    all_nd = [0, 0, 0]
-    for kind in photolike.NON_DIGIT_KINDS:
-        b = before["non-digit"].get(kind, [0, 0])
-        a = after["non-digit"].get(kind, [0, 0])
-        all_nd[0] += b[0]
-        all_nd[1] += a[0]
-        all_nd[2] += a[1]
-        lines.append(f"| non-digits rejected: {kind}s | {a[1]} | {percent(b[0], b[1])} | "
-                     f"{percent(a[0], a[1])} |")
-    lines.append(f"| **non-digits rejected, all** | {all_nd[2]} | {percent(all_nd[0], all_nd[2])}"
-                 f" | **{percent(all_nd[1], all_nd[2])}** |")
-    b_acc = sum(before[k][c][1] for k in ("printed", "handwritten") for c in before[k])
-    a_acc = sum(after[k][c][1] for k in ("printed", "handwritten") for c in after[k])
-    n = p[2] + h[2]
-    lines.append(f"| digit photos accepted as digits | {n} | {percent(b_acc, n)} | "
-                 f"{percent(a_acc, n)} |")
-    b, a = before["mnist-on-paper"], after["mnist-on-paper"]
-    lines.append(f"| MNIST test digits drawn on white paper: accepted | {a[1]} | "
-                 f"{percent(b[0], b[1])} | {percent(a[0], a[1])} |")
-    lines.append(f"| MNIST test digits drawn on white paper: read right | {a[1]} | "
-                 f"{percent(b[2], b[1])} | {percent(a[2], a[1])} |")
-    m = result["mnist-test-accepted"]
-    lines.append(f"| MNIST test digits (28x28 as they are) accepted | {m[1]} | "
-                 f"{percent(m[0], m[1])} | {percent(m[0], m[1])} |")
-    return "\n".join(lines)
+def small_figures(run: Path, device: str = "cpu", seed: int = 0) -> dict[str, float]:
+    """The pinned held-out figures (figures.PINNED, percent) of `run` on the small held-out set
+    of `seed` (tests/test_heldout_figures.py)."""
+    (result,) = evaluate([Path(run)], [seed], heldout.SMALL, resolve_device(device), dev=False,
+                         log=lambda *a, **k: None)
+    return pinned_figures(result)
+
+
+def pinned_figures(result: dict[str, Any]) -> dict[str, float]:
+    held = result["summary"][HELD]
+    return {m: round(held[m]["mean"], 2) for m in fig.PINNED}
+
+
+def write_pins(result: dict[str, Any]) -> None:
+    info = machine()
+    figures = pinned_figures(result)
+    write_json(PINNED, {"run": result["run"], "set": "heldout.SMALL, seed 0",
+                        "figures": figures, "machine": info["cpu"], "torch": info["torch"],
+                        "margin_points": 3.0,
+                        "written_by": "python benchmarks/realworld.py RUN --small --pin"})
+    print(f"pinned figures of {result['run']} written to {PINNED}:")
+    for k, v in figures.items():
+        print(f"  {k}: {v:.2f}%")
+
+
+# ---- training runs it needs --------------------------------------------------------------------
+
+def train_run(runs_dir: Path, name: str, extra: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "mnistlab", "train", "--threads", "1", "--runs-dir",
+           str(runs_dir), "--name", name, *extra]
+    print("training:", " ".join(cmd[2:]), flush=True)
+    return subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
 
 
 def default_run(workdir: Path) -> Path:
-    from mnistlab.cli import main
-
-    print("no run given: training the default recipe (mnistlab train) first", flush=True)
-    if main(["train", "--runs-dir", str(workdir), "--name", "default"]) != 0:
-        raise SystemExit("training the default run failed")
+    done = train_run(workdir, "default")
+    if done.returncode != 0:
+        raise SystemExit(f"training the default run failed:\n{done.stderr.strip()}")
     return workdir / "default"
 
 
-def build_sets(args, mnist) -> dict:
-    x, y = mnist.test_images.numpy(), mnist.test_labels.numpy()
-    rng = np.random.default_rng(args.seed)
-    pick = rng.choice(len(y), args.mnist_on_paper, replace=False)
-    return {
-        "printed": photolike.digit_samples("printed", args.per_condition, args.seed),
-        "handwritten": photolike.digit_samples("handwritten", args.per_condition, args.seed,
-                                               x, y),
-        "number-printed": photolike.number_samples("printed", args.numbers, args.seed),
-        "number-handwritten": photolike.number_samples("handwritten", args.numbers, args.seed,
-                                                       x, y),
-        "non-digit": photolike.non_digit_samples(args.non_digits, args.seed),
-        "mnist-on-paper": [photolike.Sample(im, str(int(lab)), "handwritten", "white paper")
-                           for im, lab in zip(mnist_on_paper(x[pick], rng), y[pick],
-                                              strict=True)],
-    }
+def lofo_runs(workdir: Path) -> list[Path]:
+    """One run per training negative kind left out (`--negatives-exclude KIND`); none, with a
+    clear message, when this mnistlab does not have the option."""
+    runs = []
+    for kind in negatives.KINDS:
+        done = train_run(workdir, f"lofo-{kind}", ["--negatives-exclude", kind])
+        if done.returncode != 0:
+            err = done.stderr.strip().splitlines()
+            print(f"leave-one-family-out: `mnistlab train --negatives-exclude {kind}` was "
+                  f"refused ({err[-1] if err else 'exit status ' + str(done.returncode)}); "
+                  f"this mnistlab cannot leave a training family out, so there is no "
+                  f"leave-one-family-out table", flush=True)
+            return []
+        runs.append(workdir / f"lofo-{kind}")
+    return runs
+
+
+# ---- printing -----------------------------------------------------------------------------------
+
+def report(results: Sequence[dict[str, Any]]) -> str:
+    parts = []
+    for r in results:
+        parts += [f"### {r['run']}", "", r["gate"] + (f"; left out of training: "
+                                                      f"{', '.join(r['excluded'])}"
+                                                      if r["excluded"] else ""), "",
+                  f"seeds {', '.join(map(str, r['seeds']))}: mean (lowest) over seeds; n = "
+                  f"pictures per seed", "", fig.side_by_side(r["summary"]), "",
+                  "Held-out, per family:", "", fig.family_table(r["summary"], HELD), "",
+                  "Held-out, per condition of its camera (benchmarks/heldout/camera.py):", "",
+                  fig.condition_table(r["summary"], HELD), "",
+                  "Development, per family:", "", fig.family_table(r["summary"], DEV), "",
+                  "Development, per condition:", "", fig.condition_table(r["summary"], DEV), "",
+                  f"some numbers misread (true, read): {r['misread_numbers']}", ""]
+    rows = fig.lofo_rows(results)
+    if rows:
+        parts += ["### Leave one family out", "",
+                  "Each row: a run trained without one negative kind; in brackets, a run "
+                  "trained with all of them.", "", fig.lofo_table(rows), ""]
+    return "\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="*", type=Path, help="run directories (default: train one)")
-    parser.add_argument("--per-condition", type=int, default=30,
-                        help="single digits per condition and kind (default 30)")
-    parser.add_argument("--numbers", type=int, default=100,
-                        help="whole numbers per kind (default 100)")
-    parser.add_argument("--non-digits", type=int, default=50,
-                        help="non-digits per kind: letters, shapes, scribbles, taps (default 50)")
-    parser.add_argument("--mnist-on-paper", type=int, default=300,
-                        help="MNIST test digits drawn on white paper (default 300)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--small", action="store_true",
+                        help=f"the small sets ({heldout.sets.count(heldout.SMALL)} held-out "
+                             f"pictures a seed) instead of the full ones "
+                             f"({heldout.sets.count(heldout.FULL)})")
+    parser.add_argument("--no-dev", action="store_true", help="held-out figures only")
+    parser.add_argument("--lofo", action="store_true",
+                        help="also train one run per training negative kind left out")
+    parser.add_argument("--pin", action="store_true",
+                        help=f"with --small and seeds starting at 0: also write the first "
+                             f"run's held-out figures of seed 0 to "
+                             f"{PINNED.relative_to(PINNED.parents[2])}, for the pinning test")
+    parser.add_argument("--combine", type=Path, nargs="+", default=None, metavar="JSON",
+                        help="print one report from the --json files of earlier invocations "
+                             "(e.g. one seed each, run in parallel), seeds pooled")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--save-samples", type=Path, default=None,
-                        help="write the generated pictures into this folder (to look at them)")
+                        help="write the first pictures of every family into this folder")
     args = parser.parse_args(argv)
+    if args.pin and (not args.small or args.seeds[0] != 0 or args.combine):
+        print("error: --pin needs --small and a first seed of 0 (the pinned set is the small "
+              "one, seed 0), and no --combine", file=sys.stderr)
+        return 2
 
     started = time.perf_counter()
-    mnist = load_dataset("mnist", download=False)
+    if args.combine:
+        try:
+            loaded = [r for path in args.combine for r in json.loads(path.read_text())["results"]]
+        except (OSError, ValueError, KeyError) as e:
+            print(f"error: --combine: cannot read the results: {e}", file=sys.stderr)
+            return 2
+        print(report(fig.combine(loaded)))
+        return 0
     device = resolve_device(args.device)
+    try:
+        fonts = heldout.fonts.describe()
+    except heldout.MissingFontError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.save_samples:
+        args.save_samples.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        runs = args.runs or [default_run(Path(tmp))]
-        sets = build_sets(args, mnist)
-        print(f"test pictures: {args.per_condition} per condition x {len(photolike.CONDITIONS)}"
-              f" conditions x printed/handwritten, {args.numbers} numbers per kind, "
-              f"{args.non_digits} non-digits per kind, seed {args.seed}; fonts: "
-              f"{photolike.fonts_used()}; built in {time.perf_counter() - started:.0f} s",
-              flush=True)
-        if args.save_samples:
-            args.save_samples.mkdir(parents=True, exist_ok=True)
-            for key, samples in sets.items():
-                if key.startswith("mnist"):
-                    continue
-                for i, s in enumerate(samples):
-                    name = f"{key}-{i:03d}-{s.condition}-{s.text or s.kind}.jpg"
-                    s.image.save(args.save_samples / name, quality=95)
-        results = []
-        for run in runs:
-            result = evaluate_run(run, sets, device, mnist)
-            results.append(result)
-            print(f"\n### {run}\n\n{result['gate']}\n")
-            print(table(result))
-            misread = result["local"]["number-handwritten-misread"][:5]
-            print(f"\nsome handwritten numbers misread (true, read): {misread}")
-            print(f"preprocessing + prediction: before {result['global']['seconds']} s, "
-                  f"after {result['local']['seconds']} s (numbers included)")
+        runs = list(args.runs) or [default_run(Path(tmp))]
+        if args.lofo:
+            runs += lofo_runs(Path(tmp))
+        sizes = heldout.SMALL if args.small else heldout.FULL
+        print(f"held-out: {heldout.sets.count(sizes)} pictures a seed, fonts: {fonts}; "
+              f"development: benchmarks/devset.py ({devset.fonts_used()}) and "
+              f"mnistlab's generated holdout non-digits; seeds {args.seeds}", flush=True)
+        try:
+            results = evaluate(runs, args.seeds, sizes, device, dev=not args.no_dev,
+                               save=args.save_samples)
+        except (MnistlabError, OSError, ValueError) as e:  # a bad run folder, missing data
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if args.pin:  # from the first seed (0) alone
+            first = {**results[0], "per_seed": results[0]["per_seed"][:1]}
+            write_pins({**first, "summary": fig.summarise(first["per_seed"])})
+    print()
+    print(report(results))
     info = machine()
-    print(f"\n{info['cpu']}, torch {info['torch']}, {time.perf_counter() - started:.0f} s in all")
+    print(f"{info['cpu']}, {info['cores']} cores, load average at start "
+          f"{info['load_average_at_start']}, torch {info['torch']}, "
+          f"{time.perf_counter() - started:.0f} s in all")
     if args.json:
-        buffer = io.StringIO()
-        json.dump({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
-                   "results": results}, buffer, indent=1, default=str)
-        args.json.write_text(buffer.getvalue())
+        write_json(args.json, {"machine": info, "args": {k: str(v) for k, v in
+                                                          vars(args).items()},
+                               "results": results})
     return 0
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

@@ -5,15 +5,18 @@
     mnistlab predict RUN photos/number-*.jpg --number --save-preprocessed seen/
 
 The handwritten digits are MNIST *test* images (never training ones) put on generated paper
-by `mnistlab.data.photolike`, the generator behind `benchmarks/realworld.py`; the non-digits
+by benchmarks/devset.py, the development generator of `benchmarks/realworld.py`; the non-digits
 come from the same generator. Needs the MNIST files (`MNISTLAB_DATA`, or a download).
 """
 
 import argparse
+import sys
 from pathlib import Path
 
-from mnistlab.data import photolike
 from mnistlab.data.dataset import load_dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import devset as photolike  # a benchmark module, not part of the library
 
 
 def main() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from benchmarks import devset as photolike
 from PIL import ImageFont
 
-from mnistlab.data import photolike
 from mnistlab.predict import prepare, segment_digits
 
 

@@ -8,9 +8,9 @@ from itertools import pairwise
 
 import numpy as np
 import pytest
+from benchmarks import devset as photolike
 from PIL import Image, ImageDraw
 
-from mnistlab.data import photolike
 from mnistlab.errors import MnistlabError
 from mnistlab.predict import predict
 from mnistlab.predict.preprocess import (

@@ -1,13 +1,15 @@
-"""benchmarks/realworld.py end to end, tiny: it runs, prints the markdown tables, writes JSON."""
+"""benchmarks/realworld.py end to end, tiny: development and held-out pictures read by a run,
+the side-by-side, per-family and per-condition tables printed (tests/test_heldout.py has the
+bookkeeping; tests/test_heldout_figures.py the pinned figures of the default run)."""
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "realworld.py"
 
@@ -21,23 +23,52 @@ def load_benchmark():
 
 
 @pytest.mark.real_data
-def test_realworld_benchmark_runs_small(real_mnist, synthetic_run, tmp_path, capsys):
+def test_realworld_benchmark_runs_tiny(real_mnist, synthetic_run, tmp_path):
     benchmark = load_benchmark()
-    out = tmp_path / "realworld.json"
-    assert benchmark.main([str(synthetic_run), "--per-condition", "1", "--numbers", "2",
-                           "--non-digits", "1", "--mnist-on-paper", "4", "--device", "cpu",
-                           "--json", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert "| condition | printed before | printed after |" in text
-    for condition in ("gradient", "ruled", "small"):
-        assert f"| {condition} |" in text
-    assert "whole numbers (2-6 digits) read exactly, printed | 2 |" in text
-    assert "non-digits rejected: taps | 1 |" in text
-    assert "Liberation" in text or "built-in font" in text
-    report = json.loads(out.read_text())
-    (result,) = report["results"]
-    assert result["run"] == str(synthetic_run)
-    assert set(result["local"]["printed"]) == set(benchmark.photolike.CONDITIONS)
-    right, total = result["local"]["number-printed"]
-    assert total == 2 and 0 <= right <= 2
-    assert result["mnist-test-accepted"][1] == len(real_mnist.test_labels)
+    heldout = benchmark.heldout
+    tiny = heldout.Sizes(optdigits=2, printed=2, mnist_test_photo=1, number_optdigits=1,
+                         number_printed=1, per_non_digit_family=1)
+    lines = []
+    results = benchmark.evaluate([synthetic_run], [0, 1], tiny, torch.device("cpu"),
+                                 save=tmp_path, log=lambda *a, **k: lines.append(a[0]))
+    assert len(lines) == 2 and "seed 1" in lines[1]
+    (result,) = results
+    assert result["run"] == str(synthetic_run) and result["seeds"] == [0, 1]
+    assert result["excluded"] == [] and "gate" in result["gate"]
+    held, dev = result["summary"]["held-out"], result["summary"]["development"]
+    # one picture a family, less any letter that reads as a digit
+    assert len(heldout.NON_DIGIT_FAMILIES) - 3 <= held["non-digits rejected"]["n"] <= len(
+        heldout.NON_DIGIT_FAMILIES)
+    assert held["MNIST digits as they are (28x28) accepted"]["n"] == len(real_mnist.test_labels)
+    assert dev["MNIST digits as they are (28x28) accepted"]["n"] == 100  # its val_size
+    assert held["handwritten numbers read exactly"]["n"] == 1
+    assert dev["generated non-digits (28x28, variant holdout) rejected"]["n"] == 20
+    for family in heldout.FAMILIES:
+        assert any(m.endswith(f": {family}") for m in held), family
+    saved = {p.name.split("-")[0] for p in tmp_path.iterdir()}
+    assert saved == {"heldout", "dev"}
+    text = benchmark.report(results)
+    assert "| measure | development | n | held-out | n |" in text
+    assert "| fashion |" in text and "| optdigits |" in text and "| far |" in text
+    assert "Leave one family out" not in text  # no run left a family out
+
+
+def test_missing_held_out_fonts_stop_the_benchmark(monkeypatch, capsys):
+    benchmark = load_benchmark()
+    fonts = benchmark.heldout.fonts
+    monkeypatch.setattr(fonts, "FONT_DIRS", ("/no/such/folder",))
+    fonts.font_paths.cache_clear()
+    try:
+        assert benchmark.main(["/no/run"]) == 2
+    finally:
+        monkeypatch.undo()
+        fonts.font_paths.cache_clear()
+    assert "fonts-freefont-ttf" in capsys.readouterr().err
+
+
+@pytest.mark.real_data
+def test_a_folder_that_is_no_run_is_a_one_line_error(real_mnist, tmp_path, capsys):
+    benchmark = load_benchmark()
+    assert benchmark.main([str(tmp_path / "no-run"), "--small", "--seeds", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err

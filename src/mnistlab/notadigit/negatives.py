@@ -26,7 +26,7 @@ negatives: printed digits 0-9 from the same DejaVu fonts (slanted, turned, thinn
 thickened like the letters), with their digit as the label. MNIST holds only handwriting, so
 a model trained on it alone reads some printed glyphs wrong (a thin serif 6 as a 5);
 docs/not-a-digit.md has the measurements. The benchmark's
-non-digits (mnistlab.data.photolike) come from Liberation fonts, which nothing here uses.
+non-digits (benchmarks/devset.py) come from Liberation fonts, which nothing here uses.
 
 Fonts: matplotlib's bundled DejaVu fonts (a dependency, so the same files everywhere), else
 the system's DejaVu fonts, else PIL's built-in font; `info()` records which.

@@ -1,10 +1,14 @@
-"""Photo-like test pictures: digits, whole numbers and non-digits on generated paper.
+"""The DEVELOPMENT photo-like pictures: digits, whole numbers and non-digits on generated paper.
 
-For measuring how `mnistlab predict` copes with pictures from the real world (see
-benchmarks/realworld.py). Nothing here is for training: the handwritten digits are MNIST
-*test* images, the printed digits and letters come from the Liberation fonts (the not-a-digit
-training negatives use DejaVu fonts and other generators, so the non-digits here are unlike
-anything a model was trained on), and every picture is made from a seed, the same every time.
+Development data in the sense of docs/evaluation.md: knobs (thresholds, recipes, detectors)
+may be compared on these pictures. The final real-world figures come from the held-out set
+(benchmarks/heldout/), which nothing was tuned on; benchmarks/realworld.py prints both side
+by side. Nothing here is for training, and nothing in src/ imports this module (it lived in
+src/mnistlab/data/photolike.py until the held-out set came; tests/test_heldout_imports.py
+checks that src/ does not import it). The handwritten digits are the MNIST images the caller
+passes (benchmarks/realworld.py passes *validation* images of the run's own split), the
+printed digits and letters come from the Liberation fonts (the not-a-digit training
+negatives use DejaVu fonts), and every picture is made from a seed, the same every time.
 
 A picture is ink (a float mask, 1 = ink) put on paper under one named condition:
 
