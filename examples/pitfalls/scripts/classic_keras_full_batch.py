@@ -1,5 +1,5 @@
 """Classic thread 3: Keras-loaded arrays, the whole training set as one batch, the output
-through softmax(dim=0), into CrossEntropyLoss. "Accuracy 11% after 20 epochs."
+through softmax(dim=0), into CrossEntropyLoss. "Accuracy 11% after 10 epochs."
 (Fixed: fixed_classic_keras_full_batch.py)"""
 
 import numpy as np
@@ -28,7 +28,7 @@ class Classifier(nn.Module):
 clf = Classifier()
 loss_fn = nn.CrossEntropyLoss()
 sgd = torch.optim.SGD(clf.parameters(), lr=0.5)
-for epoch in range(20):  # <- one full batch per epoch: 20 updates in all
+for epoch in range(10):  # <- one full batch per epoch: 10 updates in all
     sgd.zero_grad()
     cost = loss_fn(clf(X_train), Y_train)
     cost.backward()

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "steps and report each problem with evidence and a fix; or examine a "
                     "model (zoo, your own file, a checkpoint) and how you train it.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, doctor_parser=p)
     what = p.add_argument_group("what to examine (one of)")
     what.add_argument("target", nargs="?", metavar="SCRIPT.py | FILE.py:NAME",
                       help="your training script (run as __main__, in its own folder), or a "
@@ -130,9 +130,14 @@ def run(args: argparse.Namespace) -> int:
     if is_script(args.target):
         return run_script(args)
     if args.script_args:
-        raise MnistlabError(f"unexpected arguments after {args.target or 'the options'}: "
-                            f"{' '.join(args.script_args)} (only a training script takes its "
-                            "own arguments)")
+        # Not a script: what followed the target are the doctor's own options (the parser
+        # handed them over whole, as a script's arguments would be).
+        target, rest = args.target, args.script_args
+        args.doctor_parser.parse_args(rest, namespace=args)
+        if args.target not in (None, target) or args.script_args:
+            raise MnistlabError(f"unexpected arguments after {target}: {' '.join(rest)} "
+                                "(only a training script takes its own arguments)")
+        args.target = target
     refused = _given(args, SCRIPT_OPTIONS) + ([] if args.stand_ins else ["--no-stand-ins"]) \
         + (["--quiet"] if args.quiet else [])
     if refused:
@@ -279,6 +284,11 @@ def run_model(args: argparse.Namespace) -> int:
         data = checkpoint_dataset(state, args.dataset, args.data_dir, args.download)
     else:
         data = load_dataset(config.dataset, config.data_dir, args.download)
+    own = not args.model and state is None
+    if own and args.val_size is None and config.val_size * 2 > len(data.train_labels):
+        # a data set too small for mnistlab train's hold-out (a test's synthetic one): all of
+        # it is the training split
+        config = dataclasses.replace(config, val_size=0)
     eval_fn = None
     if args.eval_fn:
         from mnistlab.doctor.loading import load_attribute
@@ -286,7 +296,6 @@ def run_model(args: argparse.Namespace) -> int:
         eval_fn = load_attribute(args.eval_fn)
         if not callable(eval_fn):
             raise MnistlabError(f"--eval {args.eval_fn}: is not a function")
-    own = not args.model and state is None
     assumed = own and args.lr is None
     report = examine_config(
         config, data=data, model=model, subject=name, loss_fn=args.loss or "cross_entropy",

@@ -135,8 +135,8 @@ def check_training_happens(run: ScriptRun, train: list[Call], names: Names) -> l
             "gradients, so every step leaves the weights as they were: the loss never falls.",
             f"{names.optimizer}.zero_grad()\n{names.loss}.backward()      # note the "
             f"parentheses: {names.loss}.backward alone does nothing\n{names.optimizer}.step()")]
-    if w.backwards and not w.steps and not w.closure_steps and run.ended != "error" and (
-            w.backwards >= 20):
+    if w.optimizers and w.backwards and not w.steps and not w.closure_steps and (
+            run.ended != "error" and w.backwards >= 20):
         return [Finding(
             "step-never-called", "error",
             f"backward() ran {w.backwards} times but no optimizer ever stepped",

@@ -218,13 +218,15 @@ class Watch:
         if self.first_train_time is None:
             return
         spent = time.perf_counter() - self.first_train_time
+        # Without an optimizer object (a hand-written update) backward calls are the steps.
+        steps = self.steps if self.optimizers else self.backwards
         if not self.winding:
-            if self.steps >= self.max_steps or spent >= self.max_seconds:
+            if steps >= self.max_steps or spent >= self.max_seconds:
                 self.winding = True
                 self.wind_calls = len(self.calls)
             return
         evals_after = any(not c.grad or not c.backward for c in self.calls[self.wind_calls:-1])
-        if (spent >= 1.5 * self.max_seconds + 5 or self.steps >= 4 * self.max_steps
+        if (spent >= 1.2 * self.max_seconds + 2 or steps >= 4 * self.max_steps
                 or self.cut_passes > 40 or (evals_after and self._trained_after_eval())):
             self.stopped_by = "budget"
             raise BudgetReached
@@ -347,6 +349,8 @@ class Watch:
             self.loss_values.append(float(loss.detach()))
         if self.calls:
             self.calls[-1].backward = True
+        if not self.optimizers:
+            self._tick()
         if self._acc is not None and loss is self._acc:  # the sum itself is trained on
             self._acc, self._acc_steps = None, set()
         self._loss_ids = {id(loss): loss}
