@@ -9,7 +9,8 @@ from torch import nn
 (x_train, y_train), (x_test, y_test) = mnist.load_data()
 x_train = torch.from_numpy(x_train.astype(np.float32) / 255.0).unsqueeze(1)
 x_test = torch.from_numpy(x_test.astype(np.float32) / 255.0).unsqueeze(1)
-y_train, y_test = torch.from_numpy(y_train.astype(np.int64)), torch.from_numpy(y_test.astype(np.int64))
+y_train = torch.from_numpy(y_train.astype(np.int64))
+y_test = torch.from_numpy(y_test.astype(np.int64))
 
 model = nn.Sequential(
     nn.Conv2d(1, 16, 3), nn.ReLU(), nn.MaxPool2d(2),

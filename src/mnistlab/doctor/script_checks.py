@@ -53,8 +53,9 @@ class Pass:
     def images(self) -> int:
         return sum(c.batch for c in self.calls)
 
-    def keys(self) -> torch.Tensor | None:
-        keys = [c.keys for c in self.calls if c.keys is not None]
+    def keys(self, standard: bool = False) -> torch.Tensor | None:
+        keys = [c.std_keys if standard else c.keys for c in self.calls]
+        keys = [k for k in keys if k is not None]
         return torch.cat(keys) if keys else None
 
 
@@ -168,7 +169,7 @@ def check_gradients(w: Watch, names: Names) -> list[Finding]:
             "(Accumulating on purpose means clearing after every step: that is not flagged.)",
             f"{names.optimizer}.zero_grad()      # every step, before {names.loss}.backward()\n"
             f"{names.loss}.backward()\n{names.optimizer}.step()"))
-    if w.zeroed_before_step >= 3 and w.zeroed_before_step >= 0.8 * min(w.steps, 400):
+    if w.zeroed_before_step >= 3 and w.zeroed_before_step >= 0.8 * min(w.steps, 100):
         findings.append(Finding(
             "zero-grad-before-step", "error",
             f"the gradients are cleared between backward() and {names.optimizer}.step(): "
@@ -317,7 +318,10 @@ def check_evaluation_data(w: Watch, train: list[Call], passes: list[Pass],
             continue
         rows = [tuple(k) for k in keys.tolist()]
         seen = sum(k in trained for k in rows) / len(rows)
-        in_test = (sum(k in test_keys for k in rows) / len(rows)) if test_keys else None
+        std = p.keys(standard=True)
+        in_test = None
+        if test_keys and std is not None:
+            in_test = sum(tuple(k) in test_keys for k in std.tolist()) / len(std)
         stats.append({"pass": i, "images": len(rows), "trained_on": seen, "test_split": in_test,
                       "followed_by_training": p.followed_by_training})
     m: dict[str, Any] = {"evaluation_passes": stats}

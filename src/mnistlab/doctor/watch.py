@@ -36,6 +36,7 @@ LOSS_FUNCTIONS = ("cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy
 _OWN_DIR = str(__import__("pathlib").Path(__file__).resolve().parents[1])  # mnistlab itself
 CAPTURE_IMAGES = 256  # training images kept (inputs as fed, labels as given) for the probes
 DETAIL_CALLS = 400  # training calls whose labels and gradients are examined in detail
+GRADIENT_STEPS = 100  # steps whose gradients are checked for clearing
 EVAL_BATCHES = 25  # an evaluation loader's pass is cut after this many batches
 FINGERPRINT_ROWS = 4096  # images fingerprinted per call
 
@@ -55,9 +56,9 @@ class Call:
     batch: int
     steps_before: int
     loader: int | None  # id of the loader whose batch was fetched last
-    keys: torch.Tensor | None = None  # image fingerprints (rows, 2)
+    keys: torch.Tensor | None = None  # image fingerprints as fed (rows, 4), see quick_keys
+    std_keys: torch.Tensor | None = None  # whatever the scaling (evaluations only)
     backward: bool = False  # its output reached backward
-    in_stats: tuple[float, float, float, float] | None = None  # min, max, mean, std
 
 
 @dataclass
@@ -144,6 +145,8 @@ class Watch:
     _acc_steps: set[int] = field(default_factory=set)
     _pending_x: torch.Tensor | None = None
     _pending_n: int = 0
+    _train_losses: int = 0
+    _named: bool = False
     script_dir: str = ""
     names: dict[str, str] = field(default_factory=dict)  # role -> the script's variable name
 
@@ -198,7 +201,8 @@ class Watch:
         for name in LOSS_FUNCTIONS:
             self._patch(F, name, lambda orig, name=name: self._wrap_loss(orig, name))
         for op in ("__add__", "__radd__", "__iadd__", "__mul__", "__rmul__", "__truediv__"):
-            self._patch(torch.Tensor, op, self._wrap_accumulate)
+            self._patch(torch.Tensor, op, lambda orig, op=op: self._wrap_accumulate(
+                orig, summing="add" in op))
 
     def restore(self) -> None:
         for handle in self._handles:
@@ -269,12 +273,13 @@ class Watch:
         if len(args) > 1 or kwargs.get("closure") is not None:  # args: (optimizer, ...)
             self.closure_steps += 1
             return
-        if self.steps < DETAIL_CALLS:
+        if self.steps < GRADIENT_STEPS:
             if self.backward_since_step == 0:
                 self.steps_without_backward += 1
             elif not any(self._has_grad(p) for p in self._sentinels()):
                 self.zeroed_before_step += 1
-        if "optimizer" not in self.names:
+        if not self._named:
+            self._named = True
             self.name_of("optimizer", opt)
             model = self.trained_model()
             if model is not None:
@@ -333,7 +338,7 @@ class Watch:
             self.first_train_time = time.perf_counter()
         if not loss.requires_grad:
             self.no_grad_backward += 1
-        if self._after_step and self.steps < DETAIL_CALLS:
+        if self._after_step and self.steps < GRADIENT_STEPS:
             sentinels = self._sentinels()
             if sentinels:
                 if any(self._has_grad(p) for p in sentinels):
@@ -393,10 +398,9 @@ class Watch:
             self.first_train_time = time.perf_counter()
         if x is not None and x.dim() >= 2 and (x.is_floating_point() or x.dtype == torch.uint8):
             flat = x.detach().reshape(x.shape[0], -1)[:FINGERPRINT_ROWS].float()
-            call.keys = fingerprints(flat, self._projection)
-            if len(self.calls) < DETAIL_CALLS:
-                call.in_stats = (float(flat.min()), float(flat.max()), float(flat.mean()),
-                                 float(flat.std()) if flat.numel() > 1 else 0.0)
+            call.keys = quick_keys(flat, self._projection)
+            if not grad:  # an evaluation: also the keys that find it in the test split
+                call.std_keys = fingerprints(flat, self._projection)
             if grad and sum(
                     len(c[0]) for c in self.captured) < CAPTURE_IMAGES:
                 self._pending_x = x.detach()[:CAPTURE_IMAGES].clone()
@@ -462,7 +466,8 @@ class Watch:
     def _record_loss(self, name: str, output: torch.Tensor, target: torch.Tensor,
                      kwargs: dict[str, Any]) -> None:
         training = output.requires_grad
-        n_train = sum(1 for lc in self.losses if lc.requires_grad)
+        n_train = self._train_losses
+        self._train_losses += training
         if n_train >= DETAIL_CALLS and training:
             return
         t = target.detach()
@@ -477,11 +482,13 @@ class Watch:
             classes = int((counts > 0).sum())
             top = int(counts.argmax())
             frac = float(counts.max()) / labels.numel()
+        small = n_train < 50 or not training  # the label range: the first batches tell
         opts = {k: (v if isinstance(v, int | float | str | bool) or v is None else
                     type(v).__name__) for k, v in kwargs.items()}
         self.losses.append(LossCall(
             len(self.calls), name, opts, str(t.dtype).replace("torch.", ""), list(t.shape),
-            float(t.min()) if t.numel() else None, float(t.max()) if t.numel() else None,
+            float(t.min()) if t.numel() and small else None,
+            float(t.max()) if t.numel() and small else None,
             list(output.shape), classes, top, frac, training))
         if training and self._pending_x is not None:
             if t.dim() and self._pending_n == len(t):
@@ -489,35 +496,41 @@ class Watch:
             self._pending_x = None
 
     # ---- a loss summed across steps ------------------------------------------------------
-    def _wrap_accumulate(self, original):
+    def _wrap_accumulate(self, original, summing: bool):
         watch = self
 
         def op(a, b):
             out = original(a, b)
             if watch._loss_ids and isinstance(out, torch.Tensor) and out.requires_grad:
-                watch._check_accumulation(a, b, out)
+                watch._check_accumulation(a, b, out, summing)
             return out
         return op
 
-    def _check_accumulation(self, a: Any, b: Any, out: torch.Tensor) -> None:
+    def _check_accumulation(self, a: Any, b: Any, out: torch.Tensor, summing: bool) -> None:
+        """`total += loss` across steps: a chain of sums, each adding a loss to the last sum,
+        that lasts over several optimizer steps. `loss * n` or `loss / k` is still a loss;
+        `loss1 + loss2` within a step is one loss."""
         ids = self._loss_ids
-        operands = (a, b)
-        if not any(id(o) in ids and o is ids[id(o)] for o in operands):
-            return
-        other = b if id(a) in ids else a
         if out.numel() != 1:
             return
-        if isinstance(other, int | float) or other is self._acc:
-            # `0.0 + loss`, `total + loss`, `loss * batch` (then summed): a running sum
-            if isinstance(other, int | float) and self._acc is not None and other != 0:
-                pass
-            self._acc = out
+        loss_side = [o for o in (a, b) if isinstance(o, torch.Tensor) and ids.get(id(o)) is o]
+        if not loss_side:
+            return
+        other = b if loss_side[0] is a else a
+        if not summing:
+            if isinstance(other, int | float):
+                ids[id(out)] = out
+            return
+        if other is self._acc and other is not None:
             self._acc_steps.add(self.steps)
-            self._loss_ids = {**ids, id(out): out}
-            if len(self._acc_steps) >= 3 and not self.accumulation_steps:
-                self.accumulation_steps = set(self._acc_steps)
-            elif self.accumulation_steps:
-                self.accumulation_steps |= self._acc_steps
+        elif isinstance(other, int | float):
+            self._acc_steps = {self.steps}  # `0 + loss`: a new running total
+        else:
+            ids[id(out)] = out  # two losses added within a step
+            return
+        self._acc = out
+        if len(self._acc_steps) >= 3:
+            self.accumulation_steps |= self._acc_steps
 
     # ---- data loaders --------------------------------------------------------------------
     def _wrap_iter(self, original):
@@ -602,6 +615,16 @@ class _WatchedIterator:
         return batch
 
 
+def quick_keys(flat: torch.Tensor, cache: dict[int, torch.Tensor]) -> torch.Tensor:
+    """(N, D) images as fed -> (N, 4) int16 keys: 4 random projections kept to float16
+    precision (one matmul: cheap enough for every training batch). The same image through the
+    same preprocessing gets the same key in a training and an evaluation batch."""
+    d = flat.shape[1]
+    if d not in cache:
+        fingerprints(flat[:1], cache)
+    return (flat @ cache[d][:, :4]).to(torch.float16).view(torch.int16).cpu()
+
+
 def fingerprints(flat: torch.Tensor, cache: dict[int, torch.Tensor] | None = None
                  ) -> torch.Tensor:
     """(N, D) images -> (N, 4) int64 keys that identify each image whatever affine scaling
@@ -611,10 +634,15 @@ def fingerprints(flat: torch.Tensor, cache: dict[int, torch.Tensor] | None = Non
     cache = {} if cache is None else cache
     if d not in cache:
         g = torch.Generator().manual_seed(1234)
-        cache[d] = torch.randn(d, 4, generator=g).to(flat.device)
-    z = flat - flat.mean(1, keepdim=True)
-    z = z / z.norm(dim=1, keepdim=True).clamp(min=1e-12) * d ** 0.5
-    return torch.round((z @ cache[d]) * 4).long().cpu()
+        p = torch.randn(d, 4, generator=g)
+        # columns: 4 projections, then the row sum (for the mean)
+        cache[d] = torch.cat([p, torch.ones(d, 1)], 1).to(flat.device)
+    proj = flat @ cache[d]
+    mean = proj[:, 4:] / d
+    centred = proj[:, :4] - mean * cache[d][:, :4].sum(0)  # (x - mean) . p
+    # |x - mean| = sqrt(|x|^2 - d mean^2): the projection of the image scaled to norm sqrt(d)
+    norm = ((flat * flat).sum(1, keepdim=True) - d * mean * mean).clamp(min=1e-12).sqrt()
+    return torch.round(centred / norm * (4 * d ** 0.5)).long().cpu()
 
 
 def optimizer_factory(opt: torch.optim.Optimizer, group: dict[str, Any]):
