@@ -70,7 +70,8 @@ def test_fix_uses_the_scripts_own_names(real_mnist):
     report = examine("loss_kept_as_tensor.py")
     assert "loss.item()" in report.get("loss-accumulated-as-tensor").fix
     report = examine("classic_keras_full_batch.py")
-    assert "sgd.zero_grad()" in report.get("too-few-updates").fix
+    fix = report.get("too-few-updates").fix
+    assert "sgd.zero_grad()" in fix and "cost = loss_fn(clf(xb), yb)" in fix
 
 
 def test_the_report_says_which_stand_ins_were_used(real_mnist):

@@ -34,12 +34,13 @@ class Names:
     model: str = "model"
     optimizer: str = "optimizer"
     loss: str = "loss"
+    criterion: str = "F.cross_entropy"
 
     @classmethod
     def of(cls, watch: Watch) -> Names:
         n = watch.names
         return cls(n.get("model", "model"), n.get("optimizer", "optimizer"),
-                   n.get("loss", "loss"))
+                   n.get("loss", "loss"), n.get("criterion", "F.cross_entropy"))
 
 
 @dataclass
@@ -124,7 +125,7 @@ def check_training_happens(run: ScriptRun, train: list[Call], names: Names) -> l
             "backward fails (or, if the error is caught, no weight ever changes). no_grad "
             "belongs around evaluation only.",
             f"# training: no torch.no_grad() around the forward pass and the loss\n"
-            f"out = {names.model}(x)\n{names.loss} = criterion(out, y)\n"
+            f"out = {names.model}(x)\n{names.loss} = {names.criterion}(out, y)\n"
             f"{names.loss}.backward()\n"
             f"# evaluation only:\nwith torch.no_grad():\n    out = {names.model}(x_test)")]
     if w.steps and not w.backwards:
@@ -455,8 +456,8 @@ def check_updates(run: ScriptRun, train: list[Call], names: Names) -> list[Findi
         "as that of 64 images, only less noisily.",
         "for i in range(0, len(x_train), 64):          # mini-batches of 64\n"
         "    xb, yb = x_train[i:i + 64], y_train[i:i + 64]\n"
-        f"    {names.optimizer}.zero_grad()\n    {names.loss} = criterion({names.model}(xb), "
-        f"yb)\n    {names.loss}.backward()\n    {names.optimizer}.step()\n"
+        f"    {names.optimizer}.zero_grad()\n    {names.loss} = {names.criterion}("
+        f"{names.model}(xb), yb)\n    {names.loss}.backward()\n    {names.optimizer}.step()\n"
         "# or: DataLoader(TensorDataset(x_train, y_train), batch_size=64, shuffle=True)")]
 
 

@@ -147,6 +147,7 @@ class Watch:
     _pending_n: int = 0
     _train_losses: int = 0
     _named: bool = False
+    _tried: set[str] = field(default_factory=set)
     script_dir: str = ""
     names: dict[str, str] = field(default_factory=dict)  # role -> the script's variable name
 
@@ -365,8 +366,12 @@ class Watch:
         watch = self
 
         def __call__(module, *args, **kwargs):
-            if watch._depth or isinstance(module, nn.modules.loss._Loss) or not (
-                    module._parameters or module._modules):
+            if watch._depth or not (module._parameters or module._modules):
+                return original(module, *args, **kwargs)
+            if isinstance(module, nn.modules.loss._Loss):
+                if "criterion" not in watch._tried:
+                    watch._tried.add("criterion")
+                    watch.name_of("criterion", module)
                 return original(module, *args, **kwargs)
             watch._depth = 1
             try:
