@@ -155,9 +155,12 @@ def run_script(path: str | os.PathLike[str], args: list[str] | None = None, *,
             ended = "budget" if watch.stopped_by == "timeout" else "interrupted"
         except Exception as e:  # the script's own error: a finding, not a crash of ours
             ended = "error"
+            if isinstance(e, StopIteration) and watch.winding:
+                ended = "budget"  # `next(iter(loader))` on a loader the budget cut short
             text = str(e).strip().splitlines()
-            error = f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__
-            where = _script_frame(e.__traceback__, script)
+            if ended == "error":
+                error = f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__
+                where = _script_frame(e.__traceback__, script)
         finally:
             watch.restore()
         if ended == "finished" and watch.winding and watch.cut_passes:
