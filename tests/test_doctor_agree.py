@@ -102,3 +102,27 @@ def test_a_plain_state_dict_is_told_how_to_be_examined(tmp_path, synth, capsys):
     assert main(["doctor", f"{tmp_path / 'net.py'}:Net", "--weights",
                  str(tmp_path / "wrong.pt"), *synth]) != 0
     assert "does not fit the model" in capsys.readouterr().err
+
+
+def _fake_runs(monkeypatch, ends: dict[float, float]):
+    from mnistlab.doctor import probe
+
+    def short_run(model, batches, check, loss, factory, lr, steps, seed=0):
+        end = next(v for k, v in ends.items() if abs(k - lr) < 1e-9 * max(k, 1))
+        return probe.RunResult(lr, 2.322, end, diverged=end > 4.644)
+
+    monkeypatch.setattr(probe, "short_run", short_run)
+    return probe
+
+
+def test_a_rate_that_raises_the_loss_is_not_healthy(monkeypatch):
+    probe = _fake_runs(monkeypatch, {0.003: 2.30, 0.03: 2.10, 0.3: 2.554, 3.0: 50.0})
+    batch = (torch.zeros(2, 4), torch.zeros(2, dtype=torch.long))
+    _, findings = probe.lr_probe(torch.nn.Linear(4, 10), [batch], batch, None, None, 0.3, 8,
+                                 "SGD")
+    assert [(f.name, f.severity) for f in findings] == [("lr-raises-loss", "warning")]
+    assert "2.322 -> 2.554" in findings[0].title
+    # with a warm-up from a rate that lowers the loss, the peak's rise is only a note
+    _, findings = probe.lr_probe(torch.nn.Linear(4, 10), [batch], batch, None, None, 0.3, 8,
+                                 "SGD", warmup_lr=0.03)
+    assert [(f.name, f.severity) for f in findings] == [("lr-raises-loss", "note")]
