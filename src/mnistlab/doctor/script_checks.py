@@ -313,10 +313,13 @@ def check_evaluation_data(w: Watch, train: list[Call], passes: list[Pass],
     trained = _key_set(torch.cat([c.keys for c in train if c.keys is not None])
                        if any(c.keys is not None for c in train) else None)
     stats = []
+    train_loaders = {i.id for i in w.loaders.values() if i.train_passes}
     for i, p in enumerate(passes):
         keys = p.keys()
         if keys is None or len(keys) < MIN_PASS:
             continue
+        if p.calls[0].loader in train_loaders:
+            continue  # the training loader itself, evaluated: a training accuracy, on purpose
         rows = [tuple(k) for k in keys.tolist()]
         seen = sum(k in trained for k in rows) / len(rows)
         std = p.keys(standard=True)
