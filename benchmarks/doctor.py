@@ -33,6 +33,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_common import machine  # noqa: E402
 
 
+def run_in_process(script: Path, steps: int | None) -> dict:
+    """The doctor's own work on one script, in this process (no Python or torch start-up)."""
+    import io
+
+    from mnistlab.doctor.script import examine_script
+
+    start = time.perf_counter()
+    report = examine_script(script, steps=steps or 300, output=io.StringIO())
+    seconds = time.perf_counter() - start
+    s = report.measurements["script"]
+    return {"script": script.name, "seconds": seconds, "exit": report.exit_code,
+            "findings": [(f.name, f.severity) for f in report.findings],
+            "ended": s["ended"], "steps": s["optimizer_steps"]}
+
+
 def run_script(script: Path, steps: int | None, threads: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "mnistlab", "doctor", "--json", "--quiet"]
@@ -131,6 +146,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scripts", nargs="*", help="only these script names")
     parser.add_argument("--overhead-only", action="store_true")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run each script in this process: seconds then exclude Python "
+                             "and torch start-up (a few seconds a script)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -146,7 +164,8 @@ def main() -> int:
             scripts = [s for s in scripts if s.name in args.scripts]
         results = []
         for script in scripts:
-            r = run_script(script, args.steps, args.threads)
+            r = (run_in_process(script, args.steps) if args.in_process
+                 else run_script(script, args.steps, args.threads))
             results.append(r)
             print(f"  {r['script']:40s} {r['seconds']:5.1f} s  exit {r['exit']}  "
                   f"{[n for n, s in r['findings'] if s != 'note']}", flush=True)
@@ -162,8 +181,9 @@ def main() -> int:
         lines += ["", f"Detection: {len(named)} of {len(bugs)} bug scripts named "
                   f"({len(named) / max(len(bugs), 1):.0%}); false alarms: {len(alarms)} of "
                   f"{len(clean)} fixed or healthy scripts "
-                  f"({len(alarms) / max(len(clean), 1):.0%}); seconds per script (whole "
-                  f"command): median {statistics.median(secs):.1f}, max {max(secs):.1f}."]
+                  f"({len(alarms) / max(len(clean), 1):.0%}); seconds per script "
+                  f"({'in process' if args.in_process else 'whole command'}): median "
+                  f"{statistics.median(secs):.1f}, max {max(secs):.1f}."]
     rows = []
     for label, build, n in (("MLP 784-128-10", _mlp, 200), ("CNN 16-32 conv + fc", _cnn, 40)):
         o = overhead(build, n)

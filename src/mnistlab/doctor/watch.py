@@ -366,12 +366,14 @@ class Watch:
         watch = self
 
         def __call__(module, *args, **kwargs):
-            if watch._depth or not (module._parameters or module._modules):
+            if watch._depth:
                 return original(module, *args, **kwargs)
             if isinstance(module, nn.modules.loss._Loss):
                 if "criterion" not in watch._tried:
                     watch._tried.add("criterion")
                     watch.name_of("criterion", module)
+                return original(module, *args, **kwargs)
+            if not (module._parameters or module._modules):
                 return original(module, *args, **kwargs)
             watch._depth = 1
             try:
