@@ -12,15 +12,17 @@ import itertools
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from mnistlab.doctor.findings import Finding, Report
-from mnistlab.doctor.script import ScriptRun
 from mnistlab.doctor.setup import UPDATES_ERROR, UPDATES_WARN
 from mnistlab.doctor.watch import Call, Watch, fingerprints, optimizer_factory
+
+if TYPE_CHECKING:
+    from mnistlab.doctor.script import ScriptRun
 
 LOSS_KINDS = {"cross_entropy": "cross_entropy", "nll_loss": "nll", "mse_loss": "mse"}
 MIN_PASS = 32  # images an evaluation pass needs before its overlap counts

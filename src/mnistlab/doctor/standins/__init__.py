@@ -17,8 +17,7 @@ import sys
 from types import ModuleType
 
 from mnistlab.doctor.standins import keras_, torchvision_
-
-USED: list[str] = []  # what a run used, for the report: "torchvision.datasets.MNIST", ...
+from mnistlab.doctor.standins.data import USED
 
 
 def missing(name: str) -> bool:

@@ -7,6 +7,7 @@ from pathlib import Path
 from mnistlab.data.dataset import DigitData, load_dataset
 
 _CACHE: dict[str, DigitData] = {}
+USED: list[str] = []  # what a run used, for the report: "torchvision.datasets.MNIST", ...
 
 
 def load(name: str, root: str | None, download: bool, torchvision: bool = False) -> DigitData:

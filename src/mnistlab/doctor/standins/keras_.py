@@ -14,9 +14,7 @@ from mnistlab.doctor.standins import data as standin_data
 def _loader(dataset: str, label: str):
     def load_data(path: str = "") -> tuple[tuple[np.ndarray, np.ndarray],
                                            tuple[np.ndarray, np.ndarray]]:
-        from mnistlab.doctor import standins
-
-        standins.USED.append(f"{label}.load_data")
+        standin_data.USED.append(f"{label}.load_data")
         d = standin_data.load(dataset, None, True)
         return ((d.train_images.numpy().copy(), d.train_labels.numpy().astype(np.uint8)),
                 (d.test_images.numpy().copy(), d.test_labels.numpy().astype(np.uint8)))

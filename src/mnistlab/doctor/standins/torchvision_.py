@@ -24,9 +24,7 @@ class _DigitDataset(torch.utils.data.Dataset):
     def __init__(self, root: Any = "data", train: bool = True,
                  transform: Callable | None = None, target_transform: Callable | None = None,
                  download: bool = False) -> None:
-        from mnistlab.doctor import standins
-
-        standins.USED.append(f"torchvision.datasets.{type(self).__name__}")
+        standin_data.USED.append(f"torchvision.datasets.{type(self).__name__}")
         self.root, self.train = str(root), train
         self.transform, self.target_transform = transform, target_transform
         data = standin_data.load(self.dataset_name, self.root, download, torchvision=True)
