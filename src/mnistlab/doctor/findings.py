@@ -171,6 +171,7 @@ def format_measurements(m: dict[str, Any]) -> list[str]:
     if not m:
         return []
     out = ["What the doctor looked at"]
+    out.extend(format_script(m.get("script"), m))
     if "data" in m:
         out.append(f"  data: {m['data']}")
     if "output" in m:
@@ -209,7 +210,7 @@ def format_measurements(m: dict[str, Any]) -> list[str]:
             out.append("    (measured on the model with the errors above: fix them first, then "
                        "read the probe)")
         elif lr.get("suggested") is not None:
-            yours = (f"yours: {fmt(lr['lr'])}"
+            yours = (f"{'assumed' if lr.get('assumed') else 'yours'}: {fmt(lr['lr'])}"
                      + (f", warming up from {fmt(lr['warmup_lr'])}" if lr.get("warmup_lr")
                         else ""))
             out.append(f"    suggested {suggestion_text(lr['suggested'], lr['points'])}, the "
@@ -222,6 +223,30 @@ def format_measurements(m: dict[str, Any]) -> list[str]:
         u = m["updates"]
         out.append(f"  updates: {u['epochs']} epochs x ceil({u['train_size']:,} / "
                    f"{u['batch_size']:,}) = {u['total']:,} optimizer steps")
+    return out
+
+
+def format_script(s: dict[str, Any] | None, m: dict[str, Any]) -> list[str]:
+    """The script run: how it ended, what it did, what stood in for missing libraries."""
+    if not s:
+        return []
+    out = [f"  script: {s['ended']} after {s['optimizer_steps']:,} optimizer steps, "
+           f"{s['backward_calls']:,} backward, {s['zero_grad_calls']:,} zero_grad; "
+           f"{s['training_calls']:,} training calls (batch {fmt(s['batch_size'])}), "
+           f"{s['evaluation_passes']} evaluation passes; {s['seconds']:.1f} s"]
+    if s.get("error"):
+        out.append(f"  script error: {s['error']}"
+                   + (f" at {s['error_where']}" if s.get("error_where") else ""))
+    if s.get("stand_ins"):
+        out.append("  stand-ins used (the real library is not installed): "
+                   + ", ".join(s["stand_ins"]))
+    curve = m.get("loss_curve") or {}
+    if curve.get("losses_seen"):
+        out.append(f"  training loss: {fmt(curve.get('first'))} at the first step, "
+                   f"{fmt(curve.get('last'))} at the last ({curve['losses_seen']} seen)")
+    if s.get("evaluation_batches_cut"):
+        out.append(f"  passes over a DataLoader cut short by the budget: "
+                   f"{s['evaluation_batches_cut']}")
     return out
 
 

@@ -152,6 +152,27 @@ def lr_probe(model: nn.Module, batches: Sequence[Batch], check: Batch, loss: Los
             "Each step overshoots: the loss climbs or overflows instead of falling, and the "
             "weights end up as NaN or in a region the model never leaves.",
             _lr_fix(suggested, best, optimizer_name)))
+    elif yours.drop < -0.02 and (warmup_lr is None or first.drop < -0.02):
+        # Not a blow-up, but the rate the run starts at makes the loss worse, not better.
+        findings.append(Finding(
+            "lr-raises-loss", "warning",
+            f"lr {first.lr:g} raises the loss: {first.start:.4g} -> {first.end:.4g} in "
+            f"{steps} steps",
+            {**ev, "lr": first.lr, "loss_after": first.end},
+            "A rate that makes the loss rise from the model's starting point overshoots: "
+            "training may recover, blow up later, or settle far above where a smaller rate "
+            "gets.",
+            _lr_fix(suggested, best, optimizer_name)))
+    elif yours.drop < -0.02 and warmup_lr is not None:
+        findings.append(Finding(
+            "lr-raises-loss", "note",
+            f"the peak lr {lr:g} raises the loss from a cold start ({yours.start:.4g} -> "
+            f"{yours.end:.4g} in {steps} steps); the warm-up from {warmup_lr:g} is what makes "
+            "it usable",
+            ev,
+            "One-cycle and warm-up schedules reach the peak rate only after the model has "
+            "settled; from the starting weights the peak overshoots.",
+            "keep the warm-up (mnistlab train's onecycle schedule), or lower --lr"))
     elif best is not None and best.drop > 0.1 and yours.drop < 0.1 * best.drop:
         findings.append(Finding(
             "lr-too-small", "warning",

@@ -1,0 +1,42 @@
+"""Pitfall: model.train() is called once, before the loop; test() calls model.eval(), so from
+the second epoch on Dropout is off and BatchNorm frozen while training.
+(Fixed: fixed_stuck_in_eval_mode.py)"""
+
+import torch
+from keras.datasets import mnist
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+(x_train, y_train), (x_test, y_test) = mnist.load_data()
+
+
+def tensors(images, labels, n):
+    return TensorDataset((torch.tensor(images[:n]).float().unsqueeze(1) / 255 - 0.13) / 0.31,
+                         torch.tensor(labels[:n]).long())
+
+
+train_loader = DataLoader(tensors(x_train, y_train, 20000), batch_size=64, shuffle=True)
+test_loader = DataLoader(tensors(x_test, y_test, 2000), batch_size=200)
+model = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.BatchNorm1d(256), nn.ReLU(),
+                      nn.Dropout(0.5), nn.Linear(256, 10))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+criterion = nn.CrossEntropyLoss()
+
+
+def test():
+    correct = 0
+    model.eval()
+    with torch.no_grad():
+        for xb, yb in test_loader:
+            correct += (model(xb).argmax(1) == yb).sum().item()
+    return correct / len(test_loader.dataset)
+
+
+model.train()
+for epoch in range(3):  # <- model.train() only once: after the first test() it stays in eval
+    for xb, yb in train_loader:
+        optimizer.zero_grad()
+        loss = criterion(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+    print(f"epoch {epoch}: test accuracy {test():.2%}")
