@@ -32,9 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def load_split(args: argparse.Namespace, state: dict[str, Any], split: str):
     """The checkpoint's data set (or --dataset): (images, labels, classes) of `split`."""
-    from mnistlab.checkpoint import checkpoint_dataset
+    import sys
+
+    from mnistlab.checkpoint import checkpoint_dataset, dataset_mismatch
 
     data = checkpoint_dataset(state, args.dataset, args.data_dir, args.download)
+    warning = dataset_mismatch(state, data.name)
+    if warning:
+        print(f"mnistlab: warning: {warning}", file=sys.stderr)
     return (getattr(data, f"{split}_images"), getattr(data, f"{split}_labels"),
             tuple(state.get("classes") or data.classes))
 

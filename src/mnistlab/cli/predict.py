@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from mnistlab.cli.common import add_device, add_json, print_json
+from mnistlab.cli.common import add_device, add_json, output_folder, print_json
 
 EXPLANATION = (
     "How to read this: the network outputs one raw score (logit) per class; softmax turns the "
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from mnistlab.predict import load_image, predict, prepare, segment_digits
     from mnistlab.predict.predict import number_to_dict
     from mnistlab.predict.reject import DigitGate
+    from mnistlab.text import plural
 
     if args.number:
         refused = [name for name, given in (("--no-denoise", not args.denoise),
@@ -90,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     args.top_k = 3 if args.top_k is None else args.top_k
     if args.top_k < 1:
         raise MnistlabError(f"--top-k must be at least 1, got {args.top_k}")
+    save_to = (output_folder(args.save_preprocessed, "--save-preprocessed")
+               if args.save_preprocessed else None)
     files = expand(args.images)
     if not files:
         raise MnistlabError(f"no image files in {', '.join(args.images)}")
@@ -132,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         results = predict(model, normalizer, np.stack([p.array for p in items]), device,
                           args.top_k, gate=gate, problems=[p.problems for p in items])
-    if args.save_preprocessed:
-        save_preprocessed(Path(args.save_preprocessed), good, items, results, args.number)
+    if save_to is not None:
+        save_preprocessed(save_to, good, items, results, args.number)
 
     gate_info = {"calibrated": gate.calibrated, "description": gate.describe()}
     if args.json:
@@ -155,8 +158,8 @@ def run(args: argparse.Namespace) -> int:
             print("\n" + textwrap.fill(EXPLANATION, width=100))
             print(gate.describe())
         if args.save_preprocessed:
-            print(f"wrote the preprocessed images of {len(good)} picture(s) to "
-                  f"{args.save_preprocessed}")
+            print(f"wrote the preprocessed images of {plural(len(good), 'picture')} to "
+                  f"{save_to}")
     return 2 if failures else 0
 
 
@@ -166,11 +169,15 @@ def save_preprocessed(out: Path, files: list[Path], items: list, results: list,
     from PIL import Image
 
     from mnistlab.atomic import write_with
+    from mnistlab.errors import MnistlabError
     from mnistlab.predict import load_image
     from mnistlab.predict.segment import draw_boxes
 
     def write(image: Image.Image, name: str) -> None:
-        write_with(out / name, lambda f: image.save(f, format="PNG"))
+        try:
+            write_with(out / name, lambda f: image.save(f, format="PNG"))
+        except OSError as e:  # a full disk, a folder made read-only meanwhile
+            raise MnistlabError(f"{out / name}: cannot write ({e.strerror or e})") from None
 
     used: set[str] = set()
     for path, item, result in zip(files, items, results, strict=True):
