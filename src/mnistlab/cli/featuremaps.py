@@ -7,6 +7,7 @@ from typing import Any
 
 from mnistlab.cli.common import add_data, add_device, add_output, save
 from mnistlab.errors import MnistlabError
+from mnistlab.text import plural
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +48,7 @@ def load_split(args: argparse.Namespace, state: dict[str, Any], split: str):
 def pick(images, labels, index: int, split: str):
     if not 0 <= index < len(labels):
         raise MnistlabError(f"--index {index}: out of range, the {split} split has "
-                            f"{len(labels):,} images (0 to {len(labels) - 1})")
+                            f"{plural(len(labels), 'image')} (0 to {len(labels) - 1})")
     return images[index], int(labels[index])
 
 
