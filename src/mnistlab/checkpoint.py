@@ -138,7 +138,7 @@ def _exported_file(path: Path) -> str | None:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
             if any(n.endswith("/constants.pkl") or "/code/__torch__/" in n for n in names):
-                ours = any("/code/__torch__/mnistlab/export.py" in n for n in names)
+                ours = any("/code/__torch__/mnistlab/export" in n for n in names)
                 who = "mnistlab export --format torchscript" if ours else "torch.jit.save"
                 return f"a TorchScript file (written by {who}; load it with torch.jit.load)"
     return None
