@@ -1,14 +1,12 @@
 """`mnistlab export`: ONNX (with its onnxruntime parity check) and TorchScript.
 
 ONNX tests skip when onnx/onnxruntime/onnxscript are missing, except in CI
-(MNISTLAB_REQUIRE_REAL_DATA or CI set), where they must run.
+(MNISTLAB_REQUIRE_REAL_DATA or CI set), where they must run (conftest.needs_modules).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import warnings
 
 import numpy as np
@@ -16,24 +14,16 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import needs_modules
 from mnistlab.checkpoint import load_model, save_checkpoint
 from mnistlab.cli import main
 from mnistlab.errors import MnistlabError
 from mnistlab.models import create_model
 
 
-def needs(*modules: str) -> None:
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if not missing:
-        return
-    if os.environ.get("MNISTLAB_REQUIRE_REAL_DATA") or os.environ.get("CI"):
-        pytest.fail(f"{', '.join(missing)} missing, and required in CI")
-    pytest.skip(f"{', '.join(missing)} not installed (pip install 'mnistlab[export]')")
-
-
 @pytest.fixture
 def onnx_ready():
-    needs("onnx", "onnxruntime", "onnxscript")
+    needs_modules("onnx", "onnxruntime", "onnxscript", extra="export")
 
 
 def make_checkpoint(path, model_name="lenet5", seed=0, mean=0.2, std=0.25):
