@@ -110,7 +110,11 @@ def load_checkpoint(path: str | os.PathLike[str], prefer: str = "best.pt",
                             f"{_why_unreadable(path, e)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise MnistlabError(f"{path}: not an mnistlab checkpoint (no '{FORMAT}' marker)")
-    if state.get("version", 0) > VERSION:
+    version = state.get("version", VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise MnistlabError(f"{path}: checkpoint version must be a positive integer, got "
+                            f"{' '.join(repr(version).split())[:40]}")
+    if version > VERSION:
         raise MnistlabError(f"{path}: checkpoint version {state['version']} is newer than this "
                             f"mnistlab understands ({VERSION}); upgrade mnistlab")
     state["path"] = str(path)
