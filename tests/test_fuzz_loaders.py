@@ -453,3 +453,16 @@ def test_found_a_picture_between_one_and_two_times_the_pixel_limit(tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(MnistlabError, match="image too large"):
             load_image(path)
+
+
+def test_found_one_byte_that_broke_torch_load(tmp_path):
+    with pytest.raises(MnistlabError, match="not a readable PyTorch checkpoint"):
+        load_model(write(tmp_path, "x.pt", b"X"))
+
+
+@pytest.mark.parametrize("field", ["classes", "normalizer"])
+def test_found_tensor_fields_whose_message_spanned_lines(tmp_path, field):
+    state = good_checkpoint(**{field: torch.full((2, 2), math.nan)})
+    with pytest.raises(MnistlabError) as info:
+        load_model(write(tmp_path, "x.pt", saved(state)))
+    assert "\n" not in str(info.value) and "tensor([[nan, nan], [nan, nan]])" in str(info.value)

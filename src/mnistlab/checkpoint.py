@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import re
 import warnings
 import zipfile
@@ -102,10 +101,10 @@ def load_checkpoint(path: str | os.PathLike[str], prefer: str = "best.pt",
         with warnings.catch_warnings():  # torch's own notices; the errors below say it all
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as e:  # e.g. permission denied (RuntimeError, below, is not an OSError)
+    except OSError as e:  # e.g. permission denied (torch's own errors are not OSErrors)
         raise MnistlabError(f"{path}: cannot read ({e.strerror or e})") from None
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
-            IndexError, KeyError, TypeError) as e:  # what garbage bytes raise
+    except Exception as e:  # garbage bytes raise anything inside torch's unpickler:
+        # UnpicklingError, BadZipFile, RuntimeError, EOFError, struct.error, KeyError, ...
         raise MnistlabError(f"{path}: not a readable PyTorch checkpoint: "
                             f"{_why_unreadable(path, e)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -113,7 +112,7 @@ def load_checkpoint(path: str | os.PathLike[str], prefer: str = "best.pt",
     version = state.get("version", VERSION)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise MnistlabError(f"{path}: checkpoint version must be a positive integer, got "
-                            f"{' '.join(repr(version).split())[:40]}")
+                            f"{_one_line(repr(version), 40)}")
     if version > VERSION:
         raise MnistlabError(f"{path}: checkpoint version {state['version']} is newer than this "
                             f"mnistlab understands ({VERSION}); upgrade mnistlab")
@@ -255,16 +254,22 @@ def check_model_state(state: dict[str, Any]) -> None:
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                    for v in values) or values[1] <= 0:
             raise MnistlabError(f"{source}: normalizer must be {{\"mean\": number, \"std\": "
-                                f"positive number}}, got {str(norm)[:80]}")
+                                f"positive number}}, got {_one_line(norm)}")
     classes = state.get("classes")
     if classes is not None and (not isinstance(classes, (list, tuple)) or len(classes) > 1000
                                 or not all(isinstance(c, (str, int)) for c in classes)):
-        raise MnistlabError(f"{source}: classes must be a list of names, got {str(classes)[:80]}")
+        raise MnistlabError(f"{source}: classes must be a list of names, got {_one_line(classes)}")
     outputs = model_outputs(state["model"])
     if classes is not None and len(classes) != outputs:
         raise MnistlabError(f"{source}: classes lists {plural(len(classes), 'name')}, but the "
                             f"model has {plural(outputs, 'output')}")
     check_finite(state["state_dict"], source)
+
+
+def _one_line(value: Any, limit: int = 80) -> str:
+    """A value from a file, shown in an error: one line (a tensor prints on several), short."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def model_outputs(spec: dict[str, Any]) -> int:
