@@ -415,3 +415,22 @@ def test_one_of_a_thing_is_singular_in_library_messages():
 
     assert "on 1 mnist test image:" in ParityCheck(1, "mnist test images", 1, 0.0).describe()
     assert "on 2 mnist test images:" in ParityCheck(2, "mnist test images", 2, 0.0).describe()
+
+
+@pytest.mark.parametrize(("command", "target", "words"), [
+    (["convert", "{run}"], "{folder}", "is a folder; give a file name"),
+    (["convert", "{run}"], "{file}/m.pt", "is inside {file}, which is a file, not a folder"),
+    (["export", "{run}", "--format", "torchscript"], "{folder}", "is a folder; give a file"),
+    (["export", "{run}", "--format", "torchscript"], "{file}/a/m.pt",
+     "is inside {file}, which is a file"),
+])
+def test_an_output_file_that_cannot_be_written_is_refused_first(cli_run, tmp_path, capsys,
+                                                                 command, target, words):
+    folder, file = tmp_path / "folder.pt", tmp_path / "taken.png"
+    folder.mkdir()
+    file.write_bytes(b"kept")
+    names = {"run": cli_run, "folder": folder, "file": file}
+    err = fails([*(a.format(**names) for a in command), "-o", target.format(**names)], capsys)
+    assert words.format(**names) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.pt", "taken.png"]
+    assert file.read_bytes() == b"kept" and not any(folder.iterdir())

@@ -43,7 +43,11 @@ VERSION = 1
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
-    write_with(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **state}, f))
+    try:
+        write_with(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **state},
+                                              f))
+    except OSError as e:  # a full disk, a folder where the file should be
+        raise MnistlabError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
 def resolve_checkpoint_path(path: str | os.PathLike[str], prefer: str = "best.pt",

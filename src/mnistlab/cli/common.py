@@ -92,19 +92,36 @@ def output_folder(folder: str, option: str) -> Path:
     """A folder an option writes files into: it may not exist yet (it is made when the
     first file is written), but neither it nor a folder above it may be a file. Checked
     before any work is done, so a wrong name costs nothing."""
+    _check_folders(Path(folder), folder, option)
+    return Path(folder)
+
+
+def output_target(file: str, option: str = "-o") -> Path:
+    """A file an option writes: not a folder, and no file where a folder above it should
+    be (checked before any work; the folders are made when the file is written)."""
     from mnistlab.errors import MnistlabError
 
-    path = Path(folder)
+    path = Path(file)
+    if path.is_dir():
+        raise MnistlabError(f"{option} {file}: is a folder; give a file name")
+    _check_folders(path.parent, file, option)
+    return path
+
+
+def _check_folders(path: Path, given: str, option: str) -> None:
+    """`path` and the folders above it, up to the first that exists, can hold folders."""
+    from mnistlab.errors import MnistlabError
+
     for above in (path, *path.parents):
         if above.is_dir():
             if not os.access(above, os.W_OK | os.X_OK):
-                raise MnistlabError(f"{option} {folder}: cannot write in {above} "
+                raise MnistlabError(f"{option} {given}: cannot write in {above} "
                                     "(permission denied)")
-            return path
+            return
         if above.exists():
-            where = "is a file" if above == path else f"is inside {above}, which is a file"
-            raise MnistlabError(f"{option} {folder}: {where}, not a folder")
-    return path
+            where = ("is a file" if str(above) == given
+                     else f"is inside {above}, which is a file")
+            raise MnistlabError(f"{option} {given}: {where}, not a folder")
 
 
 def save(fig, args: argparse.Namespace, output: str | None = None):
