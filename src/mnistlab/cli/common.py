@@ -119,7 +119,7 @@ def _check_folders(path: Path, given: str, option: str) -> None:
                                     "(permission denied)")
             return
         if above.exists():
-            where = ("is a file" if str(above) == given
+            where = ("is a file" if above == Path(given)
                      else f"is inside {above}, which is a file")
             raise MnistlabError(f"{option} {given}: {where}, not a folder")
 
