@@ -40,7 +40,6 @@ so their figure is the full one by construction.
 from __future__ import annotations
 
 import argparse
-import importlib
 import io
 import json
 import sys
@@ -54,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import devset as photolike  # the development pictures
 from benchmark_common import machine
 from feature_scores import (
     KNNScore,
@@ -63,27 +63,16 @@ from feature_scores import (
     threshold_for,
 )
 
-from mnistlab.data import photolike
 from mnistlab.data.dataset import load_dataset
 from mnistlab.data.pipeline import Batcher, Normalizer, Split, train_val_split
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import predict_logits, result_from_logits
 from mnistlab.models import create_model
+from mnistlab.notadigit import exposure, negatives
 from mnistlab.predict.preprocess import prepare
 from mnistlab.train import resolve_config
 from mnistlab.train.loop import Trainer
 
-
-def _module(name: str, before: str) -> Any:
-    """The not-a-digit package's module (issue 18, item 5), or where it was before it."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return importlib.import_module(before)
-
-
-negatives = _module("mnistlab.notadigit.negatives", "mnistlab.data.negatives")
-exposure = _module("mnistlab.notadigit.exposure", "mnistlab.train.outliers")
 BANK_SEED, BANK_SIZE, WEIGHT = exposure.BANK_SEED, exposure.BANK_SIZE, exposure.WEIGHT
 
 ACCEPT = 0.995  # share of validation digits every threshold keeps

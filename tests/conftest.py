@@ -2,14 +2,21 @@
 
 Tests never download and never need committed data. Real-data tests skip when
 MNISTLAB_DATA is unset, except in CI (MNISTLAB_REQUIRE_REAL_DATA=1), where they must run.
+Likewise for optional extras and tools (fastapi, uvicorn, httpx, onnx, tensorboard,
+Playwright, Chromium): `needs_modules` and `missing` skip on a developer's machine and fail
+in CI (`in_ci`), so that a broken install cannot pass there as a row of skips; and every
+`pytest.importorskip` in the tests, at module level or in a test, is turned from a skip
+into a failure in CI by the report hooks at the end of this file.
 """
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import io
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -17,6 +24,29 @@ import pytest
 from mnistlab.data.idx import write_idx
 from mnistlab.data.locate import md5_of
 from mnistlab.data.registry import MNIST, DatasetSpec, FileSpec
+
+
+def in_ci() -> bool:
+    """CI (.ci/run sets MNISTLAB_REQUIRE_REAL_DATA; CI is the usual variable of CI services)
+    must run every test: nothing it needs may be skipped for being absent."""
+    return bool(os.environ.get("MNISTLAB_REQUIRE_REAL_DATA") or os.environ.get("CI"))
+
+
+def missing(reason: str) -> NoReturn:
+    """Something a test needs is not installed: skip it here, fail it in CI. Works inside a
+    test or fixture and at module level (a module-level failure is a collection error)."""
+    if in_ci():
+        pytest.fail(f"{reason}; required in CI (MNISTLAB_REQUIRE_REAL_DATA or CI is set)",
+                    pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def needs_modules(*modules: str, extra: str) -> None:
+    """Skip (fail in CI) unless every module imports; `extra` is what installs them, e.g.
+    "serve" -> pip install 'mnistlab[serve]'."""
+    absent = [m for m in modules if importlib.util.find_spec(m) is None]
+    if absent:
+        missing(f"{', '.join(absent)} not installed (pip install 'mnistlab[{extra}]')")
 
 
 def draw_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -130,3 +160,30 @@ def real_default_run(real_mnist, tmp_path_factory) -> Path:
     assert main(["train", "--runs-dir", str(runs)]) == 0
     (run,) = runs.iterdir()
     return run
+
+
+# ---- in CI, a missing import is a failure, not a skip ---------------------------------------
+
+IMPORT_SKIP = "could not import '"  # how pytest.importorskip words its skip
+
+
+def _fail_import_skips(report) -> None:
+    if not (report.skipped and in_ci()):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if IMPORT_SKIP in reason:
+        report.outcome = "failed"
+        report.longrepr = (f"{reason.removeprefix('Skipped: ')}; required in CI "
+                           "(MNISTLAB_REQUIRE_REAL_DATA or CI is set)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_import_skips(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_import_skips(outcome.get_result())

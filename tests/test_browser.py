@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import missing, needs_modules
+
 # Every test here needs a model trained on real MNIST (the session's default run).
 pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 
@@ -41,9 +43,7 @@ TWO_SEVEN = [
 
 
 def required(reason: str):
-    if os.environ.get("MNISTLAB_REQUIRE_REAL_DATA"):
-        pytest.fail(f"{reason} (required: MNISTLAB_REQUIRE_REAL_DATA is set)")
-    pytest.skip(reason)
+    missing(reason)  # skipped here, a failure in CI
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def mnist_run(real_default_run):
 
 @pytest.fixture(scope="module")
 def server(mnist_run):
-    pytest.importorskip("uvicorn")
+    needs_modules("uvicorn", extra="serve")
     from mnistlab.serve.background import running_server
 
     with running_server(mnist_run) as url:

@@ -131,3 +131,71 @@ def test_eval_of_a_terabyte_checkpoint_stays_small(tmp_path):
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     assert peak_mb < 1000, f"child peaked at {peak_mb:.0f} MB"
+
+
+# ---- checkpoints that lie about their classes, or hold NaN/inf weights (issue 20) ---------
+
+def lying(path, kind: str):
+    """A well-formed mlp checkpoint with 3 class names for 10 outputs, or a NaN/inf weight."""
+    state_dict = create_model("mlp", hidden="8").state_dict()
+    extra = {}
+    if kind == "classes":
+        extra["classes"] = ["cat", "dog", "bird"]
+    else:
+        weight = state_dict["layers.0.weight"].clone()
+        weight[0, :5] = math.nan if kind == "nan" else math.inf
+        state_dict["layers.0.weight"] = weight
+    return write(path, {"name": "mlp", "kwargs": {"hidden": "8"}}, state_dict, **extra)
+
+
+LIES = {"classes": "classes lists 3 names, but the model has 10 outputs",
+        "nan": "state_dict['layers.0.weight'] holds 5 NaN or infinite values",
+        "inf": "state_dict['layers.0.weight'] holds 5 NaN or infinite values"}
+
+
+@pytest.mark.parametrize("kind", list(LIES))
+def test_lying_checkpoints_are_refused_at_load(tmp_path, kind):
+    path = lying(tmp_path / "lie.pt", kind)
+    with pytest.raises(MnistlabError) as info:
+        load_model(path)
+    assert LIES[kind] in str(info.value) and str(path) in str(info.value)
+
+
+def test_a_numpy_run_with_nan_weights_is_refused(tmp_path):
+    from mnistlab.scratch.checkpoint import save_npz
+    from mnistlab.scratch.network import MLP
+
+    net = MLP([784, 8, 10], seed=0)
+    net.dense[0].W[0, 0] = float("nan")
+    save_npz(tmp_path / "best.npz", net, {"classes": [str(i) for i in range(10)]})
+    with pytest.raises(MnistlabError, match="NaN or infinite"):
+        load_model(tmp_path)
+
+
+@pytest.mark.parametrize("kind", list(LIES))
+@pytest.mark.parametrize("command", [
+    ["eval", "{path}"],
+    ["predict", "{path}", "{image}"],
+    ["export", "{path}", "--format", "torchscript", "-o", "{tmp}/out.pt"],
+    ["featuremaps", "{path}", "--image", "{image}", "-o", "{tmp}/maps.png"],
+    ["serve", "{path}", "--port", "0"],
+])
+def test_every_command_refuses_a_lying_checkpoint(tmp_path, capsys, command, kind):
+    from PIL import Image
+
+    path = lying(tmp_path / "lie.pt", kind)
+    image = tmp_path / "digit.png"
+    Image.new("L", (28, 28), 0).save(image)
+    before = sorted(tmp_path.iterdir())
+    assert main([a.format(path=path, image=image, tmp=tmp_path) for a in command]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mnistlab: error: ") and err.count("\n") == 1, err
+    assert LIES[kind] in err
+    assert sorted(tmp_path.iterdir()) == before  # no output file, half-made or not
+
+
+def test_zoo_models_have_ten_outputs():
+    from mnistlab.checkpoint import model_outputs
+    from mnistlab.models import MODELS
+
+    assert {name: model_outputs({"name": name}) for name in MODELS} == dict.fromkeys(MODELS, 10)

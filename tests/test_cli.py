@@ -343,3 +343,94 @@ def test_kill_9_in_the_middle_of_an_epoch_then_resume(synth, tmp_path, capsys):
     assert abs(resumed["test_accuracy"] - straight["test_accuracy"]) <= 0.05  # within noise
     epochs = [r["epoch"] for r in read_metrics(run / "metrics.csv") if r["kind"] == "epoch"]
     assert epochs == [1, 2, 3]  # nothing logged twice
+
+
+# ---- -o FOLDER, another data set, plurals (issue 20) --------------------------------------
+
+@pytest.mark.parametrize(("argv", "written"), [
+    (["plot", "{run}"], ["curves.png"]),
+    (["compare", "{run}"], ["compare.png"]),
+    (["compare", "{run}", "--format", "svg"], ["compare.svg"]),
+    (["mistakes", "{run}", "--dataset", "synth", "--data-dir", "{data}"],
+     ["mistakes-confusion.png", "mistakes.png"]),
+    (["featuremaps", "{run}", "--index", "0", "--dataset", "synth", "--data-dir", "{data}"],
+     ["featuremaps.png"]),
+    (["data", "sample", "--dataset", "synth", "--data-dir", "{data}", "--per-class", "2"],
+     ["samples.png"]),
+])
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_output_to_an_existing_folder_writes_inside_it(cli_run, synth, tmp_path, capsys, argv,
+                                                       written, slash):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    names = {"run": cli_run, "data": synth}
+    run_ok([a.format(**names) for a in argv] + ["-o", f"{folder}{slash}"], capsys)
+    assert sorted(p.name for p in folder.iterdir()) == written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no out.png beside it
+
+
+def test_output_to_a_new_folder_named_with_a_slash(cli_run, tmp_path, capsys):
+    out = run_ok(["plot", str(cli_run), "-o", f"{tmp_path}/new/"], capsys)
+    assert out == f"wrote {tmp_path}/new/curves.png\n"
+
+
+def test_output_file_names_are_kept(cli_run, tmp_path, capsys):
+    run_ok(["plot", str(cli_run), "-o", str(tmp_path / "mine.svg")], capsys)
+    run_ok(["plot", str(cli_run), "-o", str(tmp_path / "other"), "--format", "pdf"], capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.svg", "other.pdf"]
+
+
+def test_eval_on_another_data_set_says_so(cli_run, synth, capsys, monkeypatch):
+    """The run learnt `synth`; scored on MNIST-named data its figure means nothing, and the
+    text and the JSON both say so (the real MNIST is not needed: the check is by name)."""
+    other = synthetic_spec(synth, name="other")
+    monkeypatch.setitem(DATASETS, "other", other)
+    out = run_ok(["eval", str(cli_run), "--dataset", "other", "--data-dir", str(synth)], capsys)
+    warning = ("WARNING: this model was trained on synth, not other: its other figures "
+               "measure transfer to another data set")
+    assert out.splitlines()[1].startswith(warning)
+    assert main(["eval", str(cli_run), "--dataset", "other", "--data-dir", str(synth),
+                 "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["trained_on"] == "synth" and report["dataset"] == "other"
+    assert "trained on synth, not other" in report["warning"]
+    assert captured.err.startswith("mnistlab: warning: this model was trained on synth")
+    # its own data set: no warning
+    assert "WARNING" not in run_ok(["eval", str(cli_run)], capsys)
+    assert main(["eval", str(cli_run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["warning"] is None
+
+
+def test_plural():
+    from mnistlab.text import plural
+
+    assert [plural(n, "thread") for n in (0, 1, 2)] == ["0 threads", "1 thread", "2 threads"]
+    assert plural(1, "class", "classes") == "1 class" and plural(12_000, "image") == "12,000 images"
+    assert plural("3", "epoch", fmt="") == "3 epochs"
+
+
+def test_one_of_a_thing_is_singular_in_library_messages():
+    from mnistlab.export import ParityCheck
+
+    assert "on 1 mnist test image:" in ParityCheck(1, "mnist test images", 1, 0.0).describe()
+    assert "on 2 mnist test images:" in ParityCheck(2, "mnist test images", 2, 0.0).describe()
+
+
+@pytest.mark.parametrize(("command", "target", "words"), [
+    (["convert", "{run}"], "{folder}", "is a folder; give a file name"),
+    (["convert", "{run}"], "{file}/m.pt", "is inside {file}, which is a file, not a folder"),
+    (["export", "{run}", "--format", "torchscript"], "{folder}", "is a folder; give a file"),
+    (["export", "{run}", "--format", "torchscript"], "{file}/a/m.pt",
+     "is inside {file}, which is a file"),
+])
+def test_an_output_file_that_cannot_be_written_is_refused_first(cli_run, tmp_path, capsys,
+                                                                 command, target, words):
+    folder, file = tmp_path / "folder.pt", tmp_path / "taken.png"
+    folder.mkdir()
+    file.write_bytes(b"kept")
+    names = {"run": cli_run, "folder": folder, "file": file}
+    err = fails([*(a.format(**names) for a in command), "-o", target.format(**names)], capsys)
+    assert words.format(**names) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.pt", "taken.png"]
+    assert file.read_bytes() == b"kept" and not any(folder.iterdir())

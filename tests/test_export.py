@@ -1,14 +1,12 @@
 """`mnistlab export`: ONNX (with its onnxruntime parity check) and TorchScript.
 
 ONNX tests skip when onnx/onnxruntime/onnxscript are missing, except in CI
-(MNISTLAB_REQUIRE_REAL_DATA or CI set), where they must run.
+(MNISTLAB_REQUIRE_REAL_DATA or CI set), where they must run (conftest.needs_modules).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import warnings
 
 import numpy as np
@@ -16,24 +14,16 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import needs_modules
 from mnistlab.checkpoint import load_model, save_checkpoint
 from mnistlab.cli import main
 from mnistlab.errors import MnistlabError
 from mnistlab.models import create_model
 
 
-def needs(*modules: str) -> None:
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if not missing:
-        return
-    if os.environ.get("MNISTLAB_REQUIRE_REAL_DATA") or os.environ.get("CI"):
-        pytest.fail(f"{', '.join(missing)} missing, and required in CI")
-    pytest.skip(f"{', '.join(missing)} not installed (pip install 'mnistlab[export]')")
-
-
 @pytest.fixture
 def onnx_ready():
-    needs("onnx", "onnxruntime", "onnxscript")
+    needs_modules("onnx", "onnxruntime", "onnxscript", extra="export")
 
 
 def make_checkpoint(path, model_name="lenet5", seed=0, mean=0.2, std=0.25):
@@ -220,3 +210,57 @@ def test_export_refuses_an_unknown_format(tmp_path):
         export(make_checkpoint(tmp_path / "m.pt"), "tflite", tmp_path / "m.tflite")
     with pytest.raises(SystemExit):
         main(["export", str(tmp_path / "m.pt"), "--format", "tflite", "-o", "x"])
+
+
+# ---- an exported file handed back to mnistlab (issue 20) ----------------------------------
+
+def refused_as_export(path, capsys, *words: str) -> None:
+    """Every reading command says what the file is and what to give instead, in one line,
+    with no torch warning on the way."""
+    image = path.parent / "digit.png"
+    from PIL import Image
+
+    Image.new("L", (28, 28), 0).save(image)
+    for argv in (["predict", str(path), str(image)], ["eval", str(path)]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a leaked UserWarning fails the test
+            assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"mnistlab: error: {path}: ") and err.count("\n") == 1, err
+        assert "damaged" not in err and "checkpoint or run directory it was exported from" in err
+        for word in words:
+            assert word in err
+
+
+def test_a_torchscript_export_is_recognised(tmp_path, capsys, no_data):
+    ckpt = make_checkpoint(tmp_path / "m.pt", "lenet5")
+    out = tmp_path / "digits.pt"
+    assert main(["export", str(ckpt), "--format", "torchscript", "-o", str(out),
+                 "--check-images", "1", *no_data]) == 0
+    assert "on 1 random image (mnist" in capsys.readouterr().out  # not "1 random images"
+    refused_as_export(out, capsys, "a TorchScript file",
+                      "written by mnistlab export --format torchscript", "torch.jit.load")
+
+
+def test_someone_elses_torchscript_is_recognised(tmp_path, capsys):
+    out = tmp_path / "other.pt"
+    torch.jit.save(torch.jit.trace(PixelsToLogitsBroken(), torch.zeros(1, 1, 28, 28)), str(out))
+    refused_as_export(out, capsys, "a TorchScript file", "torch.jit.save")
+
+
+def test_an_onnx_export_is_recognised(onnx_ready, tmp_path, capsys, no_data):
+    ckpt = make_checkpoint(tmp_path / "m.pt", "lenet5")
+    out = tmp_path / "digits.onnx"
+    assert main(["export", str(ckpt), "-o", str(out), "--check-images", "10", *no_data]) == 0
+    capsys.readouterr()
+    renamed = tmp_path / "digits.pt"  # recognised by its content, not its name
+    renamed.write_bytes(out.read_bytes())
+    for path in (out, renamed):
+        refused_as_export(path, capsys, "an ONNX model", "written by mnistlab export",
+                          "onnxruntime")
+
+
+def test_an_onnx_header_is_recognised_without_onnx(tmp_path, capsys):
+    fake = tmp_path / "model.bin"
+    fake.write_bytes(b"\x08\x0a\x12\x07pytorch\x1a\x062.13.0" + bytes(200))
+    refused_as_export(fake, capsys, "an ONNX model", "an ONNX exporter")

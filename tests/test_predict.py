@@ -405,6 +405,36 @@ def test_cli_predict_errors_are_one_line(synthetic_run, image_dir, tmp_path, cap
     assert err.startswith("mnistlab: error: ") and message in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize(("target", "message"), [
+    ("{file}", "is a file, not a folder"),
+    ("{file}/sub", "is inside {file}, which is a file, not a folder"),
+    ("{file}/sub/deeper", "is inside {file}, which is a file, not a folder"),
+])
+def test_cli_predict_save_preprocessed_must_be_a_folder(image_dir, tmp_path, capsys, target,
+                                                        message):
+    """Refused before any work: the checkpoint named here does not even exist, and the
+    error is about the option, not the checkpoint; nothing is written."""
+    file = tmp_path / "taken.png"
+    file.write_bytes(b"not touched")
+    before = sorted(tmp_path.rglob("*"))
+    code = main(["predict", str(tmp_path / "no-such-run"), str(image_dir / "one.png"),
+                 "--save-preprocessed", target.format(file=file)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("mnistlab: error: --save-preprocessed ")
+    assert message.format(file=file) in err
+    assert sorted(tmp_path.rglob("*")) == before and file.read_bytes() == b"not touched"
+
+
+def test_cli_predict_save_preprocessed_makes_a_new_folder(synthetic_run, image_dir, tmp_path,
+                                                          capsys):
+    out = tmp_path / "new" / "deeper"
+    assert main(["predict", str(synthetic_run), str(image_dir / "one.png"),
+                 "--save-preprocessed", str(out)]) == 0
+    assert "of 1 picture to" in capsys.readouterr().out  # not "1 picture(s)"
+    assert [p.name for p in out.iterdir()] == ["one.png"]
+
+
 # ---- real MNIST: the preprocessing reproduces MNIST's own framing --------------------------
 
 @pytest.mark.slow

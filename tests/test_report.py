@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import load_synthetic, write_dataset
+from conftest import load_synthetic, missing, write_dataset
 from mnistlab.cli import main
 from mnistlab.errors import MnistlabError
 from mnistlab.viz.report import write_report
@@ -132,9 +132,7 @@ def chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         if path := shutil.which(name):
             return path
-    if os.environ.get("MNISTLAB_REQUIRE_REAL_DATA"):
-        pytest.fail("headless Chromium is required in CI (Debian package 'chromium')")
-    pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    missing("Chromium is not installed (Debian: apt-get install chromium)")
 
 
 def render_in_browser(page: Path, tmp_path: Path) -> tuple[dict, str]:

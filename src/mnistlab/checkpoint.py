@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
+import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -35,13 +36,18 @@ from mnistlab.data.pipeline import MNIST_NORMALIZER, Normalizer
 from mnistlab.device import bf16_runs
 from mnistlab.errors import MnistlabError
 from mnistlab.models import create_model
+from mnistlab.text import plural
 
 FORMAT = "mnistlab-checkpoint"
 VERSION = 1
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
-    write_with(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **state}, f))
+    try:
+        write_with(path, lambda f: torch.save({"format": FORMAT, "version": VERSION, **state},
+                                              f))
+    except OSError as e:  # a full disk, a folder where the file should be
+        raise MnistlabError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
 def resolve_checkpoint_path(path: str | os.PathLike[str], prefer: str = "best.pt",
@@ -90,21 +96,59 @@ def load_checkpoint(path: str | os.PathLike[str], prefer: str = "best.pt",
         from mnistlab.checkpoint_npz import npz_to_checkpoint
 
         return {"format": FORMAT, "version": VERSION, **npz_to_checkpoint(path)}
+    exported = _exported_file(path)
+    if exported:
+        raise MnistlabError(f"{path}: {exported}, made to be used outside mnistlab; mnistlab "
+                            "commands take the checkpoint or run directory it was exported "
+                            "from (e.g. runs/NAME or runs/NAME/best.pt)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as e:  # e.g. permission denied (RuntimeError, below, is not an OSError)
+        with warnings.catch_warnings():  # torch's own notices; the errors below say it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:  # e.g. permission denied (torch's own errors are not OSErrors)
         raise MnistlabError(f"{path}: cannot read ({e.strerror or e})") from None
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
-            IndexError, KeyError, TypeError) as e:  # what garbage bytes raise
+    except Exception as e:  # garbage bytes raise anything inside torch's unpickler:
+        # UnpicklingError, BadZipFile, RuntimeError, EOFError, struct.error, KeyError, ...
         raise MnistlabError(f"{path}: not a readable PyTorch checkpoint: "
                             f"{_why_unreadable(path, e)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise MnistlabError(f"{path}: not an mnistlab checkpoint (no '{FORMAT}' marker)")
-    if state.get("version", 0) > VERSION:
+    version = state.get("version", VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise MnistlabError(f"{path}: checkpoint version must be a positive integer, got "
+                            f"{_one_line(repr(version), 40)}")
+    if version > VERSION:
         raise MnistlabError(f"{path}: checkpoint version {state['version']} is newer than this "
                             f"mnistlab understands ({VERSION}); upgrade mnistlab")
     state["path"] = str(path)
     return state
+
+
+def _exported_file(path: Path) -> str | None:
+    """What `mnistlab export` (or another exporter) wrote, in words, if `path` is one: a
+    TorchScript archive (its code/ and constants.pkl records) or an ONNX model (a protobuf
+    that opens with the IR version and the producer's name)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            f.seek(max(0, path.stat().st_size - 4096))
+            tail = f.read()
+    except OSError:
+        return None
+    ours = b"mnistlab" in tail  # ONNX: metadata "producer" = "mnistlab", at the end
+    if re.match(rb"\x08[\x01-\x7f]\x12[\x01-\x7f][\x20-\x7e]", head) or (
+            path.suffix.lower() == ".onnx" and head[:1] == b"\x08"):
+        who = "mnistlab export" if ours else "an ONNX exporter"
+        return f"an ONNX model (written by {who}; run it with onnxruntime)"
+    with contextlib.suppress(zipfile.BadZipFile, OSError, ValueError):
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+            if any(n.endswith("/constants.pkl") or "/code/__torch__/" in n for n in names):
+                ours = any("/code/__torch__/mnistlab/export" in n for n in names)
+                who = "mnistlab export --format torchscript" if ours else "torch.jit.save"
+                return f"a TorchScript file (written by {who}; load it with torch.jit.load)"
+    return None
 
 
 def _why_unreadable(path: Path, error: Exception) -> str:
@@ -178,6 +222,16 @@ def checkpoint_dataset(state: dict[str, Any], name: str | None = None,
     return load_dataset(name, data_dir, download)
 
 
+def dataset_mismatch(state: dict[str, Any], name: str) -> str | None:
+    """A warning when a model is evaluated on a data set other than the one it learnt: its
+    accuracy there (about 10% for MNIST -> Fashion-MNIST) measures nothing it was taught."""
+    trained_on = state.get("dataset") or "mnist"
+    if name == trained_on:
+        return None
+    return (f"this model was trained on {trained_on}, not {name}: its {name} figures measure "
+            "transfer to another data set, not how well it learnt (near 10% is chance)")
+
+
 def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu",
                prefer: str = "best.pt", last_ok: bool = False,
                ) -> tuple[nn.Module, Normalizer, dict[str, Any]]:
@@ -204,8 +258,43 @@ def check_model_state(state: dict[str, Any]) -> None:
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                    for v in values) or values[1] <= 0:
             raise MnistlabError(f"{source}: normalizer must be {{\"mean\": number, \"std\": "
-                                f"positive number}}, got {str(norm)[:80]}")
+                                f"positive number}}, got {_one_line(norm)}")
     classes = state.get("classes")
     if classes is not None and (not isinstance(classes, (list, tuple)) or len(classes) > 1000
                                 or not all(isinstance(c, (str, int)) for c in classes)):
-        raise MnistlabError(f"{source}: classes must be a list of names, got {str(classes)[:80]}")
+        raise MnistlabError(f"{source}: classes must be a list of names, got {_one_line(classes)}")
+    outputs = model_outputs(state["model"])
+    if classes is not None and len(classes) != outputs:
+        raise MnistlabError(f"{source}: classes lists {plural(len(classes), 'name')}, but the "
+                            f"model has {plural(outputs, 'output')}")
+    check_finite(state["state_dict"], source)
+
+
+def _one_line(value: Any, limit: int = 80) -> str:
+    """A value from a file, shown in an error: one line (a tensor prints on several), short."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def model_outputs(spec: dict[str, Any]) -> int:
+    """How many logits the model a (checked) description builds returns: one pass of a
+    28x28 image on the `meta` device, so nothing is allocated or computed."""
+    from mnistlab.models.registry import check_arguments
+
+    with torch.device("meta"):
+        model = create_model(spec["name"], **check_arguments(spec["name"],
+                                                             spec.get("kwargs", {})))
+        return int(model.eval()(torch.zeros(1, 1, 28, 28)).shape[-1])
+
+
+def check_finite(state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse NaN or infinite weights (a diverged run, a damaged file): such a model answers
+    "nan%" and the same class for everything, which no figure downstream would reveal."""
+    for key, tensor in state_dict.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise MnistlabError(f"{source}: state_dict['{key}'] holds "
+                                    f"{plural(bad, 'NaN or infinite value')} of "
+                                    f"{tensor.numel():,} (the weights are unusable; a run "
+                                    "that diverged, or a damaged file)")

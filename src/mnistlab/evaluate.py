@@ -11,6 +11,7 @@ from torch import nn
 
 from mnistlab.data.pipeline import Batcher, Normalizer, Split
 from mnistlab.device import autocast
+from mnistlab.text import plural
 
 
 @dataclass
@@ -97,8 +98,8 @@ def checkpoint_split(state: dict[str, Any], data: Any, split: str) -> Split:
                             "(no seed and val-size); evaluate --split test or train")
     val_size = int(config["val_size"])
     if val_size >= len(data.train_labels):
-        raise MnistlabError(f"--split {split}: the run held out {val_size} images, more than "
-                            f"{data.name}'s {len(data.train_labels)} training images")
+        raise MnistlabError(f"--split {split}: the run held out {plural(val_size, 'image')}, "
+                            f"more than {data.name}'s {len(data.train_labels)} training images")
     train, val = train_val_split(data.train_images, data.train_labels, val_size,
                                  int(config["seed"]))
     return val if split == "val" else train

@@ -60,7 +60,9 @@ class ParityCheck:
 
     def describe(self) -> str:
         verdict = "PASS" if self.ok else "FAIL"
-        return (f"{self.runtime} vs PyTorch on {self.images:,} {self.source}: same class on "
+        # `source` is said in the plural ("mnist test images"); one image reads "1 ... image".
+        source = self.source.replace("images", "image", 1) if self.images == 1 else self.source
+        return (f"{self.runtime} vs PyTorch on {self.images:,} {source}: same class on "
                 f"{self.same_class:,}/{self.images:,}, max |logit difference| "
                 f"{self.max_abs_diff:.2e} (limit {TOLERANCE:.0e}) - {verdict}")
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from mnistlab.data.registry import DATASETS
@@ -66,19 +68,70 @@ def print_notes(notes: list[str]) -> None:
 
 
 def add_output(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.set_defaults(output_name=default)
     parser.add_argument("-o", "--output", default=default,
-                        help=f"image file to write; .png, .svg or .pdf (default: {default})")
+                        help=f"image file to write; .png, .svg or .pdf; a folder: {default} "
+                             f"in it (default: {default})")
     parser.add_argument("--format", choices=["png", "svg", "pdf"], default=None,
                         help="image format when the file name does not say")
     parser.add_argument("--dpi", type=int, default=150,
                         help="PNG resolution in dots per inch (default: 150)")
 
 
+def output_file(output: str, default: str) -> str:
+    """Where `-o OUTPUT` writes: OUTPUT itself, or, when it is a folder (an existing one, or
+    a name ending in '/'), the command's usual file name inside it. The suffix is left off
+    when --format should choose it, so `-o out --format svg` gives out/curves.svg."""
+    path = Path(output)
+    if path.is_dir() or output.endswith(("/", os.sep)):
+        return str(path / Path(default).stem)
+    return output
+
+
+def output_folder(folder: str, option: str) -> Path:
+    """A folder an option writes files into: it may not exist yet (it is made when the
+    first file is written), but neither it nor a folder above it may be a file. Checked
+    before any work is done, so a wrong name costs nothing."""
+    _check_folders(Path(folder), folder, option)
+    return Path(folder)
+
+
+def output_target(file: str, option: str = "-o") -> Path:
+    """A file an option writes: not a folder, and no file where a folder above it should
+    be (checked before any work; the folders are made when the file is written)."""
+    from mnistlab.errors import MnistlabError
+
+    path = Path(file)
+    if path.is_dir():
+        raise MnistlabError(f"{option} {file}: is a folder; give a file name")
+    _check_folders(path.parent, file, option)
+    return path
+
+
+def _check_folders(path: Path, given: str, option: str) -> None:
+    """`path` and the folders above it, up to the first that exists, can hold folders."""
+    from mnistlab.errors import MnistlabError
+
+    for above in (path, *path.parents):
+        if above.is_dir():
+            if not os.access(above, os.W_OK | os.X_OK):
+                raise MnistlabError(f"{option} {given}: cannot write in {above} "
+                                    "(permission denied)")
+            return
+        if above.exists():
+            where = ("is a file" if above == Path(given)
+                     else f"is inside {above}, which is a file")
+            raise MnistlabError(f"{option} {given}: {where}, not a folder")
+
+
 def save(fig, args: argparse.Namespace, output: str | None = None):
-    """Write a figure as the shared -o/--format/--dpi options say."""
+    """Write a figure as the shared -o/--format/--dpi options say (into the folder, with
+    the command's usual file name, when -o names a folder)."""
     from mnistlab.errors import MnistlabError
     from mnistlab.viz.style import save_figure
 
     if not 20 <= args.dpi <= 600:
         raise MnistlabError(f"--dpi must be between 20 and 600, got {args.dpi}")
-    return save_figure(fig, output or args.output, args.format, args.dpi)
+    if output is None:
+        output = output_file(args.output, getattr(args, "output_name", "figure.png"))
+    return save_figure(fig, output, args.format, args.dpi)

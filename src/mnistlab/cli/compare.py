@@ -19,7 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json(p)
     p.add_argument("--csv", action="store_true", help="print CSV instead of the table")
     p.add_argument("-o", "--output", default=None,
-                   help="also write a bar chart to this image file (.png, .svg, .pdf)")
+                   help="also write a bar chart to this image file (.png, .svg, .pdf; a "
+                        "folder: compare.png in it)")
+    p.set_defaults(output_name="compare.png")
     p.add_argument("--format", choices=["png", "svg", "pdf"], default=None,
                    help="image format when the file name does not say")
     p.add_argument("--dpi", type=int, default=150,

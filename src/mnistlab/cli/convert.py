@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,9 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mnistlab.checkpoint import load_checkpoint, save_checkpoint
     from mnistlab.checkpoint_npz import checkpoint_to_npz
+    from mnistlab.cli.common import output_target
     from mnistlab.errors import MnistlabError
 
-    output = Path(args.output)
+    output = output_target(args.output)
     if output.suffix not in (".pt", ".npz"):
         raise MnistlabError(f"{output}: the output must end in .pt or .npz")
     state = load_checkpoint(args.checkpoint)

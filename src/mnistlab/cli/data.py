@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mnistlab.cli.common import add_data, add_json, print_json
+from mnistlab.cli.common import add_data, add_json, output_file, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = actions.add_parser("sample", help="write a labelled grid of example images")
     s.set_defaults(func=run_sample)
     add_data(s)
-    s.add_argument("-o", "--output", default="samples.png", help="PNG or SVG file to write")
+    s.add_argument("-o", "--output", default="samples.png",
+                   help="PNG, SVG or PDF file to write; a folder: samples.png in it")
     s.add_argument("--per-class", type=int, default=10, help="examples per class")
     s.add_argument("--split", choices=["train", "test"], default="train")
     s.add_argument("--seed", type=int, default=0)
@@ -63,7 +64,7 @@ def run_sample(args: argparse.Namespace) -> int:
     from mnistlab.viz.grids import write_sample_grid
 
     data = load_dataset(args.dataset or "mnist", args.data_dir, args.download)
-    path = write_sample_grid(data, args.output, per_class=args.per_class, split=args.split,
-                             seed=args.seed)
+    path = write_sample_grid(data, output_file(args.output, "samples.png"),
+                             per_class=args.per_class, split=args.split, seed=args.seed)
     print(f"wrote {path}")
     return 0

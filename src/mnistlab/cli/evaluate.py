@@ -25,7 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from mnistlab.checkpoint import checkpoint_dataset, checkpoint_note, evaluation_bf16, load_model
+    from mnistlab.checkpoint import (
+        checkpoint_dataset,
+        checkpoint_note,
+        dataset_mismatch,
+        evaluation_bf16,
+        load_model,
+    )
     from mnistlab.device import resolve_device
     from mnistlab.errors import MnistlabError
     from mnistlab.evaluate import checkpoint_split, evaluate, format_confusion
@@ -39,17 +45,23 @@ def run(args: argparse.Namespace) -> int:
     if note:
         print(f"mnistlab: note: {note}", file=sys.stderr)
     data = checkpoint_dataset(state, args.dataset, args.data_dir, args.download)
+    warning = dataset_mismatch(state, data.name)
+    if warning and args.json:  # the text says it under its first line, JSON in a field
+        print(f"mnistlab: warning: {warning}", file=sys.stderr)
     split = checkpoint_split(state, data, args.split)
     # Evaluate in the precision the run was trained and reported in, so numbers agree.
     bf16 = evaluation_bf16(state, device)
     result = evaluate(model, split, normalizer, batch_size=args.batch_size, device=device,
                       bf16=bf16)
     if args.json:
-        print_json({"checkpoint": state["path"], "dataset": data.name, "split": args.split,
-                    **result.to_dict()})
+        print_json({"checkpoint": state["path"], "dataset": data.name,
+                    "trained_on": state.get("dataset") or "mnist", "warning": warning,
+                    "split": args.split, **result.to_dict()})
         return 0
     print(f"{state['path']}: {state['model']['name']} on {data.name} {args.split} "
           f"({'bf16' if bf16 else 'fp32'}, {device})")
+    if warning:
+        print(f"WARNING: {warning}")
     print(f"loss {result.loss:.4f}  accuracy {result.accuracy:.2%} "
           f"({result.correct}/{result.total})")
     print("per-class accuracy: " + "  ".join(

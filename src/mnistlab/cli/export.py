@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mnistlab.cli.common import add_data, add_json, print_json
+from mnistlab.cli.common import add_data, add_json, output_target, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.check_images < 1:
         raise MnistlabError(f"--check-images: must be at least 1, got {args.check_images}")
+    output_target(args.output)
     check = export(args.checkpoint, args.format, args.output, images=args.check_images,
                    data_dir=args.data_dir, download=args.download)
     if args.json:

@@ -7,6 +7,7 @@ from typing import Any
 
 from mnistlab.cli.common import add_data, add_device, add_output, save
 from mnistlab.errors import MnistlabError
+from mnistlab.text import plural
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,9 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def load_split(args: argparse.Namespace, state: dict[str, Any], split: str):
     """The checkpoint's data set (or --dataset): (images, labels, classes) of `split`."""
-    from mnistlab.checkpoint import checkpoint_dataset
+    import sys
+
+    from mnistlab.checkpoint import checkpoint_dataset, dataset_mismatch
 
     data = checkpoint_dataset(state, args.dataset, args.data_dir, args.download)
+    warning = dataset_mismatch(state, data.name)
+    if warning:
+        print(f"mnistlab: warning: {warning}", file=sys.stderr)
     return (getattr(data, f"{split}_images"), getattr(data, f"{split}_labels"),
             tuple(state.get("classes") or data.classes))
 
@@ -42,7 +48,7 @@ def load_split(args: argparse.Namespace, state: dict[str, Any], split: str):
 def pick(images, labels, index: int, split: str):
     if not 0 <= index < len(labels):
         raise MnistlabError(f"--index {index}: out of range, the {split} split has "
-                            f"{len(labels):,} images (0 to {len(labels) - 1})")
+                            f"{plural(len(labels), 'image')} (0 to {len(labels) - 1})")
     return images[index], int(labels[index])
 
 

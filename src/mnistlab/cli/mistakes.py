@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mnistlab.cli.common import add_data, add_device, add_output, save
+from mnistlab.cli.common import add_data, add_device, add_output, output_file, save
 from mnistlab.errors import MnistlabError
 
 
@@ -49,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
                              num_classes=len(classes), bf16=evaluation_bf16(state, device))
     print(f"{len(mistakes):,} of {mistakes.total:,} {args.split} images wrong "
           f"({100 * (1 - len(mistakes) / max(mistakes.total, 1)):.2f}% right)")
-    first = save(mistakes_figure(images, mistakes, classes, args.limit), args)
+    output = output_file(args.output, args.output_name)
+    first = save(mistakes_figure(images, mistakes, classes, args.limit), args, output)
     second = save(confusion_figure(mistakes.confusion, classes), args,
-                  args.confusion or str(confusion_path(args.output, args.format)))
+                  output_file(args.confusion, "mistakes-confusion.png") if args.confusion
+                  else str(confusion_path(output, args.format)))
     print(f"wrote {first}\nwrote {second}")
     return 0

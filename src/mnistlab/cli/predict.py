@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from mnistlab.cli.common import add_device, add_json, print_json
+from mnistlab.cli.common import add_device, add_json, output_folder, print_json
 
 EXPLANATION = (
     "How to read this: the network outputs one raw score (logit) per class; softmax turns the "
@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from mnistlab.errors import MnistlabError
     from mnistlab.predict import load_image, prepare
     from mnistlab.predict.reader import Reader
+    from mnistlab.text import plural
 
     if args.number:
         refused = [name for name, given in (("--no-denoise", not args.denoise),
@@ -86,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     args.top_k = 3 if args.top_k is None else args.top_k
     if args.top_k < 1:
         raise MnistlabError(f"--top-k must be at least 1, got {args.top_k}")
+    save_to = (output_folder(args.save_preprocessed, "--save-preprocessed")
+               if args.save_preprocessed else None)
     files = expand(args.images)
     if not files:
         raise MnistlabError(f"no image files in {', '.join(args.images)}")
@@ -113,8 +116,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"mnistlab: error: {message}", file=sys.stderr)
     if not good:
         return 2
-    if args.save_preprocessed:
-        save_preprocessed(Path(args.save_preprocessed), good, readings, args.number)
+    if save_to is not None:
+        save_preprocessed(save_to, good, readings, args.number)
 
     gate = reader.gate
     gate_info = {"calibrated": gate.calibrated, "description": gate.describe()}
@@ -137,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
             print("\n" + textwrap.fill(EXPLANATION, width=100))
             print(gate.describe())
         if args.save_preprocessed:
-            print(f"wrote the preprocessed images of {len(good)} picture(s) to "
-                  f"{args.save_preprocessed}")
+            print(f"wrote the preprocessed images of {plural(len(good), 'picture')} to "
+                  f"{save_to}")
     return 2 if failures else 0
 
 
@@ -147,11 +150,15 @@ def save_preprocessed(out: Path, files: list[Path], readings: list, number: bool
     from PIL import Image
 
     from mnistlab.atomic import write_with
+    from mnistlab.errors import MnistlabError
     from mnistlab.predict import load_image
     from mnistlab.predict.segment import draw_boxes
 
     def write(image: Image.Image, name: str) -> None:
-        write_with(out / name, lambda f: image.save(f, format="PNG"))
+        try:
+            write_with(out / name, lambda f: image.save(f, format="PNG"))
+        except OSError as e:  # a full disk, a folder made read-only meanwhile
+            raise MnistlabError(f"{out / name}: cannot write ({e.strerror or e})") from None
 
     used: set[str] = set()
     for path, reading in zip(files, readings, strict=True):

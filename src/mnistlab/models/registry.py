@@ -95,10 +95,11 @@ def check_arguments(name: str, kwargs: Any, source: str = "model") -> dict[str, 
     if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
         raise MnistlabError(f"{source}: model arguments must be a mapping of names to values, "
                             f"got {type(kwargs).__name__}")
-    unknown = sorted(set(kwargs) - set(allowed))
+    unknown = sorted((k for k in kwargs if k not in allowed), key=str)  # keys of any type
     if unknown:
         raise MnistlabError(f"{source}: model '{name}' takes no argument "
-                            f"{', '.join(unknown)}; it takes: {', '.join(allowed) or 'none'}")
+                            f"{', '.join(' '.join(str(k).split()) for k in unknown)}; it "
+                            f"takes: {', '.join(allowed) or 'none'}")
     for key, value in kwargs.items():
         default, where = allowed[key], f"{source}: model argument {key}={_short(value)}"
         if isinstance(default, bool) or isinstance(value, bool):
@@ -133,7 +134,7 @@ def _check_text_or_sizes(value: Any, where: str) -> None:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    text = " ".join(repr(value).split())  # one line: a tensor's repr spans several
     return text if len(text) <= 60 else text[:57] + "..."
 
 

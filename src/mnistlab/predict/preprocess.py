@@ -34,6 +34,7 @@ single-level algorithm is kept as `to_mnist(image, method="global")` for compari
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -68,13 +69,18 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     if size == 0:
         raise MnistlabError(f"{path}: empty file (0 bytes), not an image")
     try:
-        with Image.open(path) as image:
-            image.load()  # decode now: a truncated file fails here, not later
-            # A copy outlives the file; phone photos are turned upright by their EXIF tag.
-            return ImageOps.exif_transpose(image.copy()) or image.copy()
+        # PIL only warns between one and two times its pixel limit (89 million) and then
+        # decodes gigabytes; no digit photo is that large, so the warning is an error here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's notices about odd files (EXIF, ...)
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # takes precedence
+            with Image.open(path) as image:
+                image.load()  # decode now: a truncated file fails here, not later
+                # A copy outlives the file; phone photos are turned upright by their EXIF tag.
+                return ImageOps.exif_transpose(image.copy()) or image.copy()
     except UnidentifiedImageError:
         raise MnistlabError(f"{path}: not an image (no readable image format)") from None
-    except Image.DecompressionBombError as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise MnistlabError(f"{path}: image too large ({e})") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise MnistlabError(f"{path}: unreadable image ({str(e).strip() or type(e).__name__})"

@@ -96,24 +96,39 @@ def _fmt(value: Any) -> Any:
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """A run's JSON file as a dict; a one-line MnistlabError for anything else (the files
+    are data from disk: damaged, edited by hand, or not ours)."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise MnistlabError(f"{path}: no such file") from None
+    except OSError as e:
+        raise MnistlabError(f"{path}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise MnistlabError(f"{path}: not text (invalid UTF-8)") from None
     except json.JSONDecodeError as e:
         raise MnistlabError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
+    except RecursionError:
+        raise MnistlabError(f"{path}: invalid JSON (nested too deeply)") from None
+    if not isinstance(value, dict):
+        raise MnistlabError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """metrics.csv as dicts with numbers parsed (empty cells become None)."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or "kind" not in reader.fieldnames:
                 raise MnistlabError(f"{path}: not an mnistlab metrics file (no 'kind' column)")
             rows = list(reader)
     except FileNotFoundError:
         raise MnistlabError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise MnistlabError(f"{path}: not text (invalid UTF-8)") from None
+    except csv.Error as e:  # e.g. a NUL byte
+        raise MnistlabError(f"{path}: not a readable CSV file ({e})") from None
 
     def parse(key: str, value: str | None) -> Any:
         if value is None or value == "":
@@ -122,8 +137,9 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             return value
         try:
             number = float(value)
-        except ValueError:
-            raise MnistlabError(f"{path}: column '{key}' has a non-number '{value}'") from None
-        return int(number) if key in ("epoch", "step") else number
+            return int(number) if key in ("epoch", "step") else number
+        except (ValueError, OverflowError, TypeError):  # "x", inf or NaN as a count, a list
+            raise MnistlabError(f"{path}: column '{key}' has a non-number "
+                                f"'{' '.join(str(value).split())[:40]}'") from None
 
     return [{k: parse(k, v) for k, v in row.items()} for row in rows]

@@ -6,6 +6,7 @@ so a run can be plotted while it trains, after it stopped, or on another machine
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,8 +98,38 @@ def load_run(path: str | os.PathLike[str]) -> RunRecord:
         raise NothingLogged(f"{metrics}: no rows logged yet")
     config = read_json(path / "config.json") if (path / "config.json").is_file() else {}
     summary = read_json(path / "summary.json") if (path / "summary.json").is_file() else {}
-    return RunRecord(path, config, summary, [r for r in rows if r["kind"] == "step"],
+    return RunRecord(path, known_types(config), known_types(summary),
+                     [r for r in rows if r["kind"] == "step"],
                      [r for r in rows if r["kind"] == "epoch"])
+
+
+# What the readers of a run expect each key of config.json and summary.json to hold.
+NUMBERS = ("test_accuracy", "best_val_accuracy", "train_seconds", "wall_seconds", "parameters",
+           "images_per_s", "epochs_run", "best_epoch", "test_loss", "steps", "epochs",
+           "steps_per_epoch")
+TEXTS = ("model", "dataset", "backend", "device", "data_dir")
+
+
+def known_types(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` without the values of known keys that have the wrong type (a hand-edited or
+    damaged file: "99%" for an accuracy, a list for a model name, NaN for a count): those
+    are shown as unknown rather than breaking a table or a figure."""
+    def fits(key: str, value: Any) -> bool:
+        if key in NUMBERS:
+            return (isinstance(value, int | float) and not isinstance(value, bool)
+                    and math.isfinite(value))
+        if key in TEXTS:
+            return isinstance(value, str)
+        if key == "dry_run":
+            return isinstance(value, bool)
+        if key in ("resolved", "environment"):
+            return isinstance(value, dict)
+        return True
+
+    kept = {k: v for k, v in record.items() if fits(k, v)}
+    if isinstance(kept.get("resolved"), dict):
+        kept["resolved"] = known_types(kept["resolved"])
+    return kept
 
 
 def smooth(values: np.ndarray, weight: float | None = None) -> np.ndarray:

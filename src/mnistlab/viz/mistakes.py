@@ -12,6 +12,7 @@ from torch import nn
 
 from mnistlab.data.pipeline import Batcher, Normalizer, Split
 from mnistlab.evaluate import predict_logits, result_from_logits
+from mnistlab.text import plural
 from mnistlab.viz.grids import draw_mosaic, make_mosaic, mosaic_inches
 from mnistlab.viz.style import axes_at, new_figure, styled
 
@@ -142,7 +143,7 @@ def confusion_figure(confusion: torch.Tensor, classes: tuple[str, ...],
     ax.text(n - 0.3, -0.9, "accuracy", ha="left", va="center", fontsize=8, fontweight="bold")
     total, right = counts.sum(), np.trace(counts)
     fig.text(0.03, 1 - 0.12 / fig.get_figheight(),
-             title or f"confusion matrix: {total - right:,} errors in {total:,} "
+             title or f"confusion matrix: {plural(int(total - right), 'error')} in {total:,} "
                       f"({100 * right / max(total, 1):.2f}% right)",
              ha="left", va="top", fontsize=10.5, fontweight="bold")
     return fig

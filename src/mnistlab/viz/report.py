@@ -20,6 +20,7 @@ import torch
 
 from mnistlab.atomic import write_text
 from mnistlab.errors import MnistlabError
+from mnistlab.text import plural
 from mnistlab.viz.curves import RunRecord, curves_figure, load_run
 from mnistlab.viz.style import figure_bytes, percent
 
@@ -175,7 +176,7 @@ def _header(run: RunRecord) -> str:
     c, s = run.config, run.summary
     bits = [f"model <b>{html.escape(run.model)}</b>",
             f"data set <b>{html.escape(str(s.get('dataset') or c.get('dataset', '?')))}</b>",
-            f"{s.get('epochs_run', len(run.epochs))} epochs",
+            html.escape(plural(s.get("epochs_run", len(run.epochs)), "epoch", fmt="")),
             f"device {html.escape(str(s.get('device') or c.get('device', '?')))}"]
     if not s:
         bits.append("<b>training not finished (no summary.json yet)</b>")
