@@ -57,9 +57,9 @@ class DigitModel:
             logits = self.model(x)
         source = self.state.get("path", "checkpoint")
         if tuple(logits.shape) != (1, len(self.classes)):
-            raise MnistlabError(f"{source}: the model gives {tuple(logits.shape[1:])} outputs "
-                                f"per image, but the checkpoint names {len(self.classes)} "
-                                "classes")
+            outputs = logits.shape[1] if logits.ndim == 2 else tuple(logits.shape[1:])
+            raise MnistlabError(f"{source}: the model gives {outputs} outputs per image, but "
+                                f"the checkpoint names {len(self.classes)} classes")
         if not torch.isfinite(logits).all():
             raise MnistlabError(f"{source}: the model's outputs are not finite numbers (NaN "
                                 "or infinite weights)")
