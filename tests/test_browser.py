@@ -10,6 +10,7 @@ pytest's temporary folder, and also to $MNISTLAB_SCREENSHOTS when that is set.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -68,7 +69,8 @@ def mnist_run(real_default_run):
 
 @pytest.fixture(scope="module")
 def server(mnist_run):
-    pytest.importorskip("uvicorn")
+    if importlib.util.find_spec("uvicorn") is None:
+        required("uvicorn is not installed (pip install 'mnistlab[serve]')")
     from mnistlab.serve.background import running_server
 
     with running_server(mnist_run) as url:
