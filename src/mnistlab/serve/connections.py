@@ -146,8 +146,8 @@ class GuardedH11Protocol(H11Protocol):
                  if isinstance(c, GuardedH11Protocol) and not c.transport.is_closing()]
         mine = [c for c in open_ if c.address == self.address]
         if len(mine) > self.limits.max_client_connections:
-            crowd, cap = mine, f"{self.limits.max_client_connections} connections from your " \
-                               "address"
+            crowd = mine
+            cap = f"{self.limits.max_client_connections} connections from your address"
         elif len(open_) > self.limits.max_connections:
             crowd, cap = open_, f"{self.limits.max_connections} connections"
         else:
