@@ -519,3 +519,23 @@ def test_uvicorn_internals_are_where_connections_py_expects_them():
     # The versions pyproject.toml allows are the ones these tests have run against.
     major_minor = tuple(int(v) for v in version("uvicorn").split(".")[:2])
     assert (0, 54) <= major_minor < (0, 56), f"uvicorn {version('uvicorn')} is untested"
+
+
+def test_new_limit_flags(run_dir, capsys):
+    import argparse
+
+    from mnistlab.cli.serve import _limits, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+
+    def limits(*args):
+        return _limits(parser.parse_args(["serve", "run", *args]))
+
+    assert limits("--number-budget", "1.5").number_budget_s == 1.5
+    assert limits("--max-client-connections", "8").max_client_connections == 8
+    # A client's share is never more than the whole.
+    assert limits("--max-connections", "10").max_client_connections == 10
+    for flag in ("--number-budget", "--max-client-connections"):
+        assert main(["serve", str(run_dir), flag, "0"]) == 2
+        assert flag in capsys.readouterr().err
