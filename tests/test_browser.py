@@ -232,22 +232,35 @@ def test_write_a_whole_number(page, tmp_path):
     save_screenshot(page, tmp_path / "number.png")
 
 
-def test_server_gone_dims_the_answer(open_page, mnist_run):
+def shown_opacity(page, selector: str) -> float:
+    """The opacity a person sees: the element's own times every ancestor's."""
+    return page.locator(selector).first.evaluate(
+        """e => {
+          let o = 1;
+          for (let n = e; n; n = n.parentElement) o *= parseFloat(getComputedStyle(n).opacity);
+          return o;
+        }""")
+
+
+def test_server_gone_dims_the_answer(open_page, mnist_run, tmp_path):
     from mnistlab.serve.background import running_server
 
     with running_server(mnist_run) as url:
         page = open_page(url)
         draw(page, ONE)
         assert answer(page) == "1"
-    # The server is gone: draw on, and the old answer must not pass for the new one.
+        for part in (".answer .verdict", "#input", "#layers figure img"):
+            assert shown_opacity(page, part) == 1.0, part
+    # The server is gone: draw on, and the old answer must not pass for the new one - nor
+    # the old 28x28 input and feature maps (issue 20: they stayed bright).
     draw(page, SEVEN)
     page.wait_for_function("document.getElementById('status').textContent.includes("
                            "'not reachable')", timeout=15_000)
     assert page.locator("#prediction").inner_text() == "1"
-    opacity = page.locator(".answer .verdict").evaluate(
-        "e => parseFloat(getComputedStyle(e).opacity)")
-    assert opacity < 0.5
+    for part in (".answer .verdict", "#bars", "#input", "#layers figure img"):
+        assert shown_opacity(page, part) < 0.5, f"{part} is not dimmed"
     assert "out of date" in page.locator("#status").inner_text()
+    save_screenshot(page, tmp_path / "server-gone.png")
 
 
 def test_bars_update_while_drawing(page):

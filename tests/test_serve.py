@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("fastapi")
-pytest.importorskip("multipart")
+import serve_extras  # noqa: F401 - skips this module (fails in CI) without the serve extra
+
 with warnings.catch_warnings():  # starlette's notice about httpx vs httpx2, not ours to fix
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient

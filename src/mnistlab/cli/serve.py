@@ -39,8 +39,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     limits.add_argument("--max-connections", type=int, default=256, metavar="N",
                         help="open connections; beyond it the longest-idle one is closed "
                              "(default: 256)")
+    limits.add_argument("--max-client-connections", type=int, default=64, metavar="N",
+                        help="open connections from one client address; beyond it that "
+                             "client's longest-idle one is closed (default: 64)")
     limits.add_argument("--max-requests", type=int, default=64, metavar="N",
                         help="requests processed at once; beyond it a 503 (default: 64)")
+    limits.add_argument("--number-budget", type=float, default=3.0, metavar="S",
+                        help="seconds a whole number (?number=true) may wait for its slot, "
+                             "and again to be read; beyond it a 503 or a 422 (default: 3)")
     limits.add_argument("--allowed-hosts", metavar="NAMES",
                         help="comma-separated Host header names accepted, '*' for any "
                              "(default: localhost,127.0.0.1,[::1] when bound to a loopback "
@@ -77,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     service = DigitModel.load(args.checkpoint, resolve_device(args.device))
     app = create_app(service, limits)
     info = service.info()
-    accuracy = f", test accuracy {info['test_accuracy']:.2%}" if info["test_accuracy"] else ""
+    accuracy = ("" if info["test_accuracy"] is None else
+                f", test accuracy {info['test_accuracy']:.2%}")
     print(f"mnistlab: serving {info['name']} ({info['parameters']:,} parameters{accuracy}) "
           f"from {service.state['path']} on {info['device']}, {args.threads} thread"
           f"{'s' if args.threads > 1 else ''}")
@@ -100,7 +107,9 @@ def _limits(args: argparse.Namespace):
               ("--header-timeout", args.header_timeout, 0.1),
               ("--body-timeout", args.body_timeout, 0.1),
               ("--max-connections", args.max_connections, 1),
-              ("--max-requests", args.max_requests, 1)]
+              ("--max-client-connections", args.max_client_connections, 1),
+              ("--max-requests", args.max_requests, 1),
+              ("--number-budget", args.number_budget, 0.1)]
     for flag, value, least in checks:
         if not value >= least:  # also refuses nan
             raise MnistlabError(f"{flag}: must be at least {least:g}, got {value:g}")
@@ -115,7 +124,10 @@ def _limits(args: argparse.Namespace):
     return Limits(max_body_bytes=int(args.max_body_mb * 1024 * 1024), max_side=args.max_side,
                   work_side=args.work_side, max_decodes=args.max_decodes,
                   body_timeout_s=args.body_timeout, header_timeout_s=args.header_timeout,
-                  max_connections=args.max_connections, max_requests=args.max_requests,
+                  max_connections=args.max_connections,
+                  max_client_connections=min(args.max_client_connections,
+                                             args.max_connections),
+                  max_requests=args.max_requests, number_budget_s=args.number_budget,
                   allowed_hosts=hosts)
 
 

@@ -14,16 +14,22 @@ takes the fast path there, with the same result). Then:
    the outline; a cut that finds none of these, or would leave a flat part, is not made.
 4. Each digit is cropped from its own ink only and framed the MNIST way (20 px box, centre of
    mass at 14, 14).
+
+The work is bounded, whatever the picture: more than `max_pieces` pieces of ink (a page of
+dots) or more than `max_digits` digits is refused before the digits are read, and so is a
+reading that outlasts its `deadline` (NumberLimitError, a MnistlabError).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
 from PIL import Image
 
+from mnistlab.errors import MnistlabError
 from mnistlab.predict.preprocess import Ink, analyse, frame, original_box, soft_ink
 
 DIGIT_ASPECT = 0.75  # a wide handwritten digit (0, 2, 4) is about 3/4 as wide as tall
@@ -32,6 +38,13 @@ GOOD_CUT_INK = 0.2  # a cut through at most this share of the inkiest column's i
 GOOD_CUT_DEPTH = 0.2  # ... or this deep (share of the height) in the outline is believable
 FLAT = 0.4  # a piece less tall than this share of the tallest digit is a bar or flag
 SMALL = 0.35  # groups smaller than this share of the tallest digit are stray marks
+MAX_NUMBER_PIECES = 256  # pieces of ink (not specks) examined in one picture of a number
+MAX_NUMBER_DIGITS = 64  # digits read from one picture
+
+
+class NumberLimitError(MnistlabError):
+    """A picture that would take too much work to read as a number: too many pieces of ink,
+    too many digits, or past the time allowed. The picture is fine; there is just too much."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +139,8 @@ def split_candidates(region: np.ndarray, parts: int) -> tuple[list[int], bool]:
         nominal = k * width / parts
         reach = max(1, int(width / parts / 3))
         lo, hi = max(1, int(nominal) - reach), min(width - 1, int(nominal) + reach + 1)
+        if hi <= lo:  # too narrow to cut here (a two-pixel dash): keep it whole
+            return cuts, False
         window = cost[lo:hi]
         # Ties (several empty columns) go to the one nearest the nominal cut.
         candidates = np.nonzero(window <= window.min() + 1e-9)[0] + lo
@@ -141,27 +156,41 @@ def split_candidates(region: np.ndarray, parts: int) -> tuple[list[int], bool]:
     return cuts, good
 
 
-def segment_digits(image: Image.Image, fast: bool = True) -> list[DigitCrop]:
+def segment_digits(image: Image.Image, fast: bool = True, *,
+                   max_pieces: int = MAX_NUMBER_PIECES, max_digits: int = MAX_NUMBER_DIGITS,
+                   deadline: float | None = None) -> list[DigitCrop]:
     """Every digit in a picture, left to right, each with its box in the original picture and
-    its MNIST-form 28x28 array. Raises MnistlabError for a picture too small or without ink.
+    its MNIST-form 28x28 array. Raises MnistlabError for a picture too small or without ink,
+    and NumberLimitError for one with more than `max_pieces` pieces of ink or `max_digits`
+    digits, or still being read at `deadline` (a time.monotonic() value).
     A clean picture (a drawing canvas) is analysed by the fast path, with the same result;
     `fast=False` takes the full path anyway (see preprocess.analyse)."""
     ink = analyse(image, fast)
     p = ink.pieces
+    pieces = int(np.count_nonzero(ink.keep))
+    if pieces > max_pieces:  # grouping and framing cost grows with the pieces: refuse now
+        raise NumberLimitError(f"too many separate pieces of ink to read as a number "
+                               f"({pieces:,}; the limit is {max_pieces:,})")
     groups = group_pieces(ink)
     boxes = [(p.x0[g].min(), p.y0[g].min(), p.x1[g].max(), p.y1[g].max()) for g in groups]
     tallest = max(y1 - y0 for _, y0, _, y1 in boxes)
     kept = [(g, b) for g, b in zip(groups, boxes, strict=True)
             if not (b[3] - b[1] < SMALL * tallest and b[2] - b[0] < SMALL * tallest)]
     widths = np.array([b[2] - b[0] for _, b in kept])
+    parts_of = [count_digits(b[2] - b[0], max(b[3] - b[1], 0.8 * tallest), widths)
+                for _, b in kept]
+    if sum(parts_of) > max_digits:
+        raise NumberLimitError(f"too many digits to read as one number (about "
+                               f"{sum(parts_of):,}; the limit is {max_digits:,})")
     crops: list[tuple[int, DigitCrop]] = []
-    for g, (x0, y0, x1, y1) in kept:
-        h, w = y1 - y0, x1 - x0
+    for (g, (x0, y0, x1, y1)), parts in zip(kept, parts_of, strict=True):
+        if deadline is not None and time.monotonic() > deadline:
+            raise NumberLimitError("reading the number took longer than allowed (too much "
+                                   "ink in the picture)")
+        w = x1 - x0
         member = np.zeros(len(p), bool)
         member[g] = True
-        soft = soft_ink(ink, member)
-        region = soft[y0:y1, x0:x1]
-        parts = count_digits(w, max(h, 0.8 * tallest), widths)
+        region = soft_ink(ink, member, (int(x0), int(y0), int(x1), int(y1)))
         cuts = [0, w]
         if parts > 1:
             inner, believable = split_candidates(region, parts)

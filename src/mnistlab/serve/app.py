@@ -9,15 +9,19 @@
     POST /predict/batch    many       -> {"predictions": [...]}
     POST /activations      one image  -> {"prediction": {...}, "layers": [feature maps]}
 
-Every refusal is a 4xx with {"error": "<one line>"}; see mnistlab.serve.limits.
+Every refusal is a 4xx with {"error": "<one line>"}; see mnistlab.serve.limits. A bug is a
+JSON 500, with the security headers like every other answer.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
@@ -26,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mnistlab import __version__
-from mnistlab.serve.inputs import read_items, to_digit, to_number
+from mnistlab.serve.inputs import check_media_type, parse_items, to_digit, to_number
 from mnistlab.serve.limits import (
     SECURITY_HEADERS,
     ApiError,
@@ -38,6 +42,7 @@ from mnistlab.serve.service import DigitModel
 
 log = logging.getLogger("mnistlab.serve")
 STATIC = resources.files("mnistlab.serve") / "static"
+T = TypeVar("T")
 
 
 def create_app(service: DigitModel, limits: Limits | None = None) -> FastAPI:
@@ -55,12 +60,9 @@ def create_app(service: DigitModel, limits: Limits | None = None) -> FastAPI:
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def bug(_request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover
-        log.exception("unexpected error")
-        return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, status_code=500)
+    # Bugs (any other exception) become a JSON 500 in GuardMiddleware, with the headers.
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"), media_type="text/html")
 
@@ -75,7 +77,8 @@ def create_app(service: DigitModel, limits: Limits | None = None) -> FastAPI:
     @app.post("/predict")
     async def predict_one(request: Request) -> dict[str, Any]:
         if number_requested(request):
-            return await run_in_threadpool(service.predict_number, await _number(request))
+            crops = await _number(request)
+            return await run_in_threadpool(service.predict_number, crops)
         digits, problems = await _digits(request, batch=False)
         return (await run_in_threadpool(service.predict, digits, problems))[0]
 
@@ -94,26 +97,34 @@ def create_app(service: DigitModel, limits: Limits | None = None) -> FastAPI:
         return await run_in_threadpool(service.predict_with_feature_maps, digits[0],
                                        problems[0])
 
+    async def _items(request: Request, batch: bool) -> list[tuple[str, Any]]:
+        check_media_type(request)
+        body = await request.body()  # already read, within its limits, by BodyLimitMiddleware
+        # Parsing untrusted bytes is CPU work: in a thread, never on the event loop.
+        return await run_in_threadpool(parse_items, request.headers.get("content-type", ""),
+                                       body, batch, limits)
+
     async def _digits(request: Request, batch: bool) -> tuple[np.ndarray, list[list[str]]]:
-        items = await read_items(request, batch, limits)
+        items = await _items(request, batch)
 
         def decode() -> list[tuple[np.ndarray, list[str]]]:
-            # A bounded number at a time: a large picture costs tens of MB while decoded.
-            with limits.decode_slots:
-                return [to_digit(field, item, limits) for field, item in items]
+            return [to_digit(field, item, limits) for field, item in items]
 
-        # Decoding and preprocessing are CPU work: off the event loop, in threads.
-        decoded = await run_in_threadpool(decode)
+        # A bounded number at a time: a large picture costs tens of MB while decoded.
+        decoded = await in_slot(limits.decode_slots, decode)
         return np.stack([d for d, _ in decoded]), [p for _, p in decoded]
 
     async def _number(request: Request) -> list:
-        ((field, item),) = await read_items(request, False, limits)
+        ((field, item),) = await _items(request, False)
+        budget = limits.number_budget_s
 
-        def decode() -> list:
-            with limits.decode_slots:
-                return to_number(field, item, limits)
+        def read() -> list:
+            return to_number(field, item, limits, time.monotonic() + budget)
 
-        return await run_in_threadpool(decode)
+        # Slots of their own, so numbers never hold up single digits; and a bounded wait.
+        return await in_slot(limits.number_slots, read, wait_s=budget,
+                             busy=f"server busy: {limits.max_numbers} number(s) being read; "
+                                  "retry shortly")
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     # Added last = outermost: headers and Host first, then the body cap (before any route or
@@ -122,6 +133,21 @@ def create_app(service: DigitModel, limits: Limits | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limits=limits)
     app.add_middleware(GuardMiddleware, limits=limits)
     return app
+
+
+async def in_slot(slots: anyio.CapacityLimiter, work: Callable[[], T],
+                  wait_s: float | None = None, busy: str = "server busy") -> T:
+    """Run `work` in a worker thread once one of `slots` is free. The wait is on the event
+    loop, so waiting requests hold no thread; past `wait_s` seconds it is a 503 (`busy`)."""
+    try:
+        with anyio.fail_after(wait_s):
+            await slots.acquire()
+    except TimeoutError:
+        raise ApiError(503, busy) from None
+    try:
+        return await anyio.to_thread.run_sync(work)
+    finally:
+        slots.release()
 
 
 def number_requested(request: Request) -> bool:
@@ -147,8 +173,12 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
 
+        started = False
+
         async def send_with_headers(message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = [(k, v) for k, v in message.get("headers", [])
                            if k.lower() not in self.NAMES]
                 message = {**message, "headers": [*headers, *self.HEADERS]}
@@ -160,7 +190,13 @@ class GuardMiddleware:
             await send_json(send_with_headers, 400, f"Host header '{host[:100]}' is not "
                             f"allowed (this server answers to: {allowed}; see --allowed-hosts)")
             return
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception as e:  # a bug: logged here, answered as JSON with the headers
+            log.exception("unexpected error")
+            if not started:
+                await send_json(send_with_headers, 500, f"internal error ({type(e).__name__})")
+            # else half an answer went out: uvicorn closes the connection
 
 
 class RequestLimitMiddleware:

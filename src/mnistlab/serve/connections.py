@@ -1,5 +1,5 @@
-"""Connection handling for uvicorn: deadlines and a connection cap that idle clients cannot
-use to lock everyone else out.
+"""Connection handling for uvicorn: deadlines and connection caps that idle or slow clients
+cannot use to lock everyone else out.
 
 uvicorn alone (0.54, h11) lets ~64 TCP connections that send nothing, or trickle header bytes,
 hold the server: its keep-alive timer starts only after a first answer and restarts on every
@@ -10,9 +10,14 @@ long as they stay open. Here instead:
 - a connection must deliver a request's complete headers within `header_timeout_s` of
   opening or of its previous answer, however it trickles them; otherwise it is closed (with a
   JSON 408 when part of a request had arrived);
-- past `max_connections`, the connection that has waited longest for a request is closed to
-  make room (one that is being answered is never closed); only when every connection is busy
-  is the newcomer turned away, with a JSON 503;
+- a request's line and headers may take at most 16 KiB (MAX_HEADER_BYTES), whether they
+  trickle in or arrive in one read (h11's own limit applies only to incomplete ones);
+- past `max_connections` in all, or `max_client_connections` from the newcomer's address,
+  the connection that has waited longest - for a request, or for the rest of a request's
+  body - is closed to make room (one whose request is in and being answered is never
+  closed); only when every such connection is busy is the newcomer turned away, with a JSON
+  503. So one client can hold at most its share, and sending headers then no body holds a
+  connection no better than sending nothing;
 - uvicorn's own concurrency limit is off: the number of requests processed at once is capped
   in the app (mnistlab.serve.app), where the 503 is JSON;
 - malformed HTTP gets a JSON 400 with the security headers, not uvicorn's plain text.
@@ -27,7 +32,13 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
 
-from mnistlab.serve.limits import SECURITY_HEADERS, Limits, error_body, raw_json_response
+from mnistlab.serve.limits import (
+    MAX_HEADER_BYTES,
+    SECURITY_HEADERS,
+    Limits,
+    error_body,
+    raw_json_response,
+)
 
 log = logging.getLogger("mnistlab.serve")
 
@@ -41,6 +52,8 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_made(transport)
         self._deadline: asyncio.TimerHandle | None = None
         self._partial = 0  # bytes of a request whose headers are not complete yet
+        self._head = bytearray()  # its first MAX_HEADER_BYTES + 4 bytes
+        self._body_since: float | None = None  # headers in, body not yet: since when
         self._start_waiting()
         self._make_room()
 
@@ -51,6 +64,13 @@ class GuardedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self._deadline is not None:
             self._partial += len(data)
+            if len(self._head) < MAX_HEADER_BYTES + 4:
+                self._head += data[: MAX_HEADER_BYTES + 4 - len(self._head)]
+                if (len(self._head) >= MAX_HEADER_BYTES + 4
+                        and b"\r\n\r\n" not in self._head):
+                    self._close_with(431, f"request headers larger than "
+                                          f"{MAX_HEADER_BYTES // 1024} KiB")
+                    return
         super().data_received(data)
 
     def handle_events(self) -> None:
@@ -58,6 +78,15 @@ class GuardedH11Protocol(H11Protocol):
         super().handle_events()
         if self.cycle is not before:  # a request's headers are complete
             self._stop_waiting()
+            self._body_since = self.loop.time()
+
+    @property
+    def receiving_body(self) -> bool:
+        """Headers in, the rest of the body still awaited: the request is not being worked
+        on yet, so the connection may make room like an idle one."""
+        cycle = self.cycle
+        return (cycle is not None and cycle.more_body and not cycle.response_started
+                and not cycle.disconnected)
 
     def on_response_complete(self) -> None:
         # Armed before uvicorn looks at pipelined requests, which disarm it again.
@@ -68,11 +97,18 @@ class GuardedH11Protocol(H11Protocol):
 
     @property
     def waiting(self) -> bool:
-        return self._deadline is not None
+        """Waiting for a request, or for the rest of one's body: nothing to do yet."""
+        return self._deadline is not None or self.receiving_body
+
+    @property
+    def waiting_since(self) -> float:
+        return self._waiting_since if self._deadline is not None else (
+            self._body_since or self._waiting_since)
 
     def _start_waiting(self) -> None:
         self._stop_waiting()
         self._partial = 0
+        self._head = bytearray()
         self._waiting_since = self.loop.time()
         self._deadline = self.loop.call_later(self.limits.header_timeout_s, self._expire)
 
@@ -99,23 +135,39 @@ class GuardedH11Protocol(H11Protocol):
 
     # ---- the connection cap --------------------------------------------------------------
 
+    @property
+    def address(self) -> str | None:
+        return self.client[0] if self.client else None
+
     def _make_room(self) -> None:
-        if len(self.connections) <= self.limits.max_connections:
+        """Called for a new connection: past a cap, the longest-waiting connection that it
+        counts makes room; if none is waiting, the newcomer is refused."""
+        open_ = [c for c in self.connections
+                 if isinstance(c, GuardedH11Protocol) and not c.transport.is_closing()]
+        mine = [c for c in open_ if c.address == self.address]
+        if len(mine) > self.limits.max_client_connections:
+            crowd = mine
+            cap = f"{self.limits.max_client_connections} connections from your address"
+        elif len(open_) > self.limits.max_connections:
+            crowd, cap = open_, f"{self.limits.max_connections} connections"
+        else:
             return
-        idle = [c for c in self.connections
-                if c is not self and isinstance(c, GuardedH11Protocol) and c.waiting
-                and not c.transport.is_closing()]
+        idle = [c for c in crowd if c is not self and c.waiting]
         if idle:
-            oldest = min(idle, key=lambda c: c._waiting_since)
-            if oldest._partial:
-                oldest._close_with(408, "connection closed to make room: request headers "
-                                        "incomplete")
-            else:
-                oldest.transport.close()
+            min(idle, key=lambda c: c.waiting_since)._give_up_for_room()
             return
-        log.warning("connection refused: %d connections are all busy", len(self.connections))
-        self._close_with(503, f"server busy: {self.limits.max_connections} connections are "
-                              "being answered; retry shortly")
+        log.warning("connection refused: %s, all busy", cap)
+        self._close_with(503, f"server busy: {cap} are being answered; retry shortly")
+
+    def _give_up_for_room(self) -> None:
+        if self.receiving_body:
+            # The app's receive() then reports a disconnect, and it stops waiting.
+            self._close_with(408, "connection closed to make room: request body incomplete")
+        elif self._partial:
+            self._close_with(408, "connection closed to make room: request headers "
+                                  "incomplete")
+        else:
+            self.transport.close()
 
     # ---- JSON instead of uvicorn's plain text --------------------------------------------
 

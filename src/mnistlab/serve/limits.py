@@ -11,10 +11,14 @@ Defences, outermost first (see docs/serve.md, "Limits"):
 - the request body is capped (Content-Length, and again while the bytes arrive) and must
   arrive within `body_timeout_s`;
 - at most `max_requests` requests are processed at once; beyond that a 503 at once;
+- bodies are parsed (JSON, multipart) in worker threads, never on the event loop;
 - content types and image formats are whitelisted, and an image's dimensions are read from its
   header *before* any pixel is decoded (a small PNG that inflates to gigabytes is refused
   unread); images are decoded at most `max_decodes` at a time and reduced to `work_side` px
-  (JPEG: by the decoder itself) before any conversion to floating point.
+  (JPEG: by the decoder itself) before any conversion to floating point;
+- whole-number requests (`?number=true`) have slots of their own (`max_numbers`), so they
+  cannot starve single digits, a bound on the pieces of ink and digits they read, and a time
+  budget (`number_budget_s`).
 """
 
 from __future__ import annotations
@@ -23,10 +27,14 @@ import asyncio
 import io
 import json
 import math
-import threading
+import re
 from dataclasses import dataclass, field
 
+import anyio
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mnistlab.predict.preprocess import MIN_SIDE
+from mnistlab.predict.segment import MAX_NUMBER_DIGITS, MAX_NUMBER_PIECES
 
 # The page loads nothing from elsewhere; say so to the browser, on every answer.
 SECURITY_HEADERS = {
@@ -38,6 +46,9 @@ SECURITY_HEADERS = {
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 SCALE_KEY = "mnistlab_scale"
 IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg"}
+MAX_HEADER_BYTES = 16 * 1024  # a request's line and headers, however they arrive
+# A Host header: a name or an IPv4 address, or an IPv6 address in brackets; then a port.
+HOST_HEADER = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::[0-9]{1,5})?")
 
 
 @dataclass(frozen=True)
@@ -50,15 +61,25 @@ class Limits:
     body_timeout_s: float = 10.0  # to receive the whole body once the headers are in
     header_timeout_s: float = 5.0  # to receive a request's headers (also the keep-alive idle)
     max_connections: int = 256  # open TCP connections; the longest-idle makes room
+    max_client_connections: int = 64  # open connections from one client address
     max_requests: int = 64  # requests being processed at once; beyond: 503 at once
+    max_numbers: int = 1  # whole-number requests read at once (slots of their own)
+    max_pieces: int = MAX_NUMBER_PIECES  # pieces of ink a whole-number picture may hold
+    max_digits: int = MAX_NUMBER_DIGITS  # digits a whole number may have
+    number_budget_s: float = 3.0  # to wait for a number slot, and again to read the number
     allowed_hosts: tuple[str, ...] | None = None  # Host header names; None: any
-    # Shared by the server's threads: one per Limits object, i.e. per app.
-    decode_slots: threading.BoundedSemaphore = field(default=None, compare=False,  # type: ignore[assignment]
-                                                     repr=False)
+    # Waited for on the event loop (a waiting request holds no thread): one set per Limits
+    # object, i.e. per app. Whole numbers have their own, so they cannot starve single digits.
+    decode_slots: anyio.CapacityLimiter = field(default=None, compare=False,  # type: ignore[assignment]
+                                                repr=False)
+    number_slots: anyio.CapacityLimiter = field(default=None, compare=False,  # type: ignore[assignment]
+                                                repr=False)
 
     def __post_init__(self) -> None:
         if self.decode_slots is None:
-            object.__setattr__(self, "decode_slots", threading.BoundedSemaphore(self.max_decodes))
+            object.__setattr__(self, "decode_slots", anyio.CapacityLimiter(self.max_decodes))
+        if self.number_slots is None:
+            object.__setattr__(self, "number_slots", anyio.CapacityLimiter(self.max_numbers))
 
     @property
     def max_pixels(self) -> int:
@@ -70,9 +91,12 @@ class Limits:
             return True
         if not host:
             return False
-        host = host.strip().lower()
-        name = host[: host.index("]") + 1] if host.startswith("[") and "]" in host else (
-            host.rsplit(":", 1)[0] if host.count(":") == 1 else host)
+        # The whole header must be a host and an optional port: "[::1].evil.com" and
+        # "[::1]@evil.com" are not "[::1]".
+        match = HOST_HEADER.fullmatch(host.strip().lower())
+        if match is None:
+            return False
+        name = match.group(1)
         return any(name == allowed or (allowed == "localhost" and name.endswith(".localhost"))
                    for allowed in self.allowed_hosts)
 
@@ -81,7 +105,11 @@ class Limits:
                 "work_side": self.work_side, "max_decodes": self.max_decodes,
                 "max_batch": self.max_batch, "body_timeout_s": self.body_timeout_s,
                 "header_timeout_s": self.header_timeout_s,
-                "max_connections": self.max_connections, "max_requests": self.max_requests}
+                "max_connections": self.max_connections,
+                "max_client_connections": self.max_client_connections,
+                "max_requests": self.max_requests, "max_numbers": self.max_numbers,
+                "max_pieces": self.max_pieces, "max_digits": self.max_digits,
+                "number_budget_s": self.number_budget_s}
 
 
 class ApiError(Exception):
@@ -121,7 +149,10 @@ def decode_image(data: bytes, limits: Limits, field: str = "image") -> Image.Ima
         if image.format == "JPEG":
             image.draft(None, (limits.work_side, limits.work_side))
         image.load()
-        factor = math.ceil(max(image.size) / limits.work_side)
+        # Never reduced below a digit's smallest side (a strip keeps its width, and an error
+        # about its size names the size that was sent).
+        factor = min(math.ceil(max(image.size) / limits.work_side),
+                     max(1, min(image.size) // MIN_SIDE))
         if factor > 1:
             image = reduced(image, factor)
         scale = width / image.size[0]  # original pixels per decoded pixel

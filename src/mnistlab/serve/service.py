@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import json
+import math
 import os
 import threading
 from pathlib import Path
@@ -27,11 +29,11 @@ from mnistlab.models.summary import count_params
 from mnistlab.notadigit.gate import DigitGate
 from mnistlab.predict.predict import Prediction, judge, predict, predictions_from_logits
 from mnistlab.predict.segment import DigitCrop
-from mnistlab.train.rundir import read_json
 from mnistlab.viz.activations import Activation, capture_activations
 
 MAX_CHANNELS = 64  # feature maps shown per layer
 FEATURE_LAYERS = 2  # convolution blocks shown
+MAX_SUMMARY_BYTES = 1024 * 1024  # a run's summary.json is a few hundred bytes
 
 
 class DigitModel:
@@ -43,6 +45,24 @@ class DigitModel:
         # "Not a digit": the threshold calibrated in training, else an uncalibrated fallback.
         self.gate = DigitGate.from_state(state)
         self.lock = threading.Lock()
+        self.check_outputs()
+        # Read once: the summary is informative, and parsing it is no work for a request.
+        self.test_accuracy = run_test_accuracy(Path(state["path"]).parent / "summary.json")
+
+    def check_outputs(self) -> None:
+        """One blank digit through the model, before any request: a model that does not give
+        one finite score per class would answer every request with a 500 or a NaN."""
+        with torch.no_grad(), self.lock:
+            x = self.normalizer(torch.zeros(1, 28, 28, dtype=torch.uint8, device=self.device))
+            logits = self.model(x)
+        source = self.state.get("path", "checkpoint")
+        if tuple(logits.shape) != (1, len(self.classes)):
+            outputs = logits.shape[1] if logits.ndim == 2 else tuple(logits.shape[1:])
+            raise MnistlabError(f"{source}: the model gives {outputs} outputs per image, but "
+                                f"the checkpoint names {len(self.classes)} classes")
+        if not torch.isfinite(logits).all():
+            raise MnistlabError(f"{source}: the model's outputs are not finite numbers (NaN "
+                                "or infinite weights)")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: torch.device) -> DigitModel:
@@ -88,12 +108,6 @@ class DigitModel:
 
     def info(self) -> dict[str, Any]:
         spec = self.state.get("model") or {}
-        try:  # the run's test accuracy, when the checkpoint sits in a finished run folder
-            summary = read_json(Path(self.state["path"]).parent / "summary.json")
-        except MnistlabError:
-            summary = {}
-        if not isinstance(summary, dict):
-            summary = {}
         return {
             "name": spec.get("name"),
             "arguments": spec.get("kwargs", {}),
@@ -104,11 +118,27 @@ class DigitModel:
             "run": Path(self.state["path"]).parent.name,
             "checkpoint": Path(self.state["path"]).name,
             "epoch": self.state.get("epoch"),
-            "test_accuracy": summary.get("test_accuracy"),
+            "test_accuracy": self.test_accuracy,
             "device": str(self.device),
             "digit_gate": {"calibrated": self.gate.calibrated,
                            "description": self.gate.describe()},
         }
+
+
+def run_test_accuracy(path: Path) -> float | None:
+    """The test accuracy a finished run's summary.json records, or None (unknown) when there
+    is none or it cannot be believed: a missing, damaged or odd summary is no reason not to
+    serve the model."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SUMMARY_BYTES + 1)
+        summary = json.loads(data) if len(data) <= MAX_SUMMARY_BYTES else None
+    except (OSError, ValueError, RecursionError):  # ValueError: bad JSON, bad UTF-8
+        return None
+    value = summary.get("test_accuracy") if isinstance(summary, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and 0 <= value <= 1 else None
 
 
 def first_blocks(activations: list[Activation],

@@ -14,7 +14,6 @@ const inputsBox = document.getElementById("inputs");
 const bars = document.getElementById("bars");
 const digitsList = document.getElementById("digits");
 const statusLine = document.getElementById("status");
-const answerCard = document.querySelector(".answer");
 const predictionBox = document.getElementById("prediction");
 const confidenceBox = document.getElementById("confidence");
 const confidenceNote = document.getElementById("confidence-note");
@@ -318,7 +317,7 @@ function drawLayers(layers) {
 function fresh() {
   statusLine.textContent = "";
   statusLine.classList.remove("error");
-  answerCard.classList.remove("stale");
+  document.body.classList.remove("stale");
 }
 
 function showEmpty() {
@@ -343,8 +342,9 @@ function showError(message, status) {
     showEmpty();
     return;
   }
-  // Whatever is on screen no longer answers the drawing: dim it, and say why.
-  answerCard.classList.add("stale");
+  // Whatever is on screen no longer answers the drawing - the answer, the 28x28 input and
+  // the feature maps alike: dim it all, and say why.
+  document.body.classList.add("stale");
   statusLine.textContent = message;
   statusLine.classList.add("error");
 }
