@@ -26,8 +26,8 @@ from mnistlab.checkpoint import load_model
 from mnistlab.data.pipeline import Normalizer
 from mnistlab.errors import MnistlabError
 from mnistlab.models.summary import count_params
-from mnistlab.notadigit.gate import DigitGate
-from mnistlab.predict.predict import Prediction, judge, predict, predictions_from_logits
+from mnistlab.predict.predict import Prediction, predictions_from_logits
+from mnistlab.predict.reader import NumberReading, Reader
 from mnistlab.predict.segment import DigitCrop
 from mnistlab.viz.activations import Activation, capture_activations
 
@@ -40,10 +40,10 @@ class DigitModel:
     def __init__(self, model: nn.Module, normalizer: Normalizer, state: dict[str, Any],
                  device: torch.device) -> None:
         self.model, self.normalizer, self.state, self.device = model, normalizer, state, device
-        classes = state.get("classes") or [str(i) for i in range(10)]
-        self.classes = [str(c) for c in classes]
-        # "Not a digit": the threshold calibrated in training, else an uncalibrated fallback.
-        self.gate = DigitGate.from_state(state)
+        # The library's reader: the same judgement (the run's not-a-digit gate, calibrated in
+        # training or an uncalibrated fallback, and the input's problems) as the CLI's.
+        self.reader = Reader(model, normalizer, state, device)
+        self.classes, self.gate = self.reader.classes, self.reader.gate
         self.lock = threading.Lock()
         self.check_outputs()
         # Read once: the summary is informative, and parsing it is no work for a request.
@@ -74,18 +74,20 @@ class DigitModel:
         """uint8 (N, 28, 28) -> one dict per image: label, class, probabilities, is_digit,
         input. `problems`: what the preprocessing found wrong with each picture."""
         with self.lock:
-            predictions = predict(self.model, self.normalizer, digits, self.device,
-                                  gate=self.gate, problems=problems or [[] for _ in digits])
+            predictions = self.reader.classify(digits, problems)
         return [{**p.to_dict(self.classes), "input": d.tolist()}
                 for p, d in zip(predictions, digits, strict=True)]
 
     def predict_number(self, crops: list[DigitCrop]) -> dict[str, Any]:
-        """The digits of a whole number, left to right: the text read, and per digit its
-        label, probability, is_digit, box [x, y, width, height] and input."""
-        digits = [{**p, "box": [int(v) for v in crop.box]}
-                  for crop, p in zip(crops, self.predict(np.stack([c.array for c in crops])),
-                                     strict=True)]
-        return {"text": "".join(d["class"] for d in digits), "digits": digits}
+        """The digits of a whole number, left to right: the text read, is_number (every
+        digit passed the gate; else a reason), and per digit its label, probability,
+        is_digit, box [x, y, width, height] and input."""
+        with self.lock:
+            predictions = self.reader.classify([c.array for c in crops])
+        number = NumberReading(crops, predictions, self.classes).to_dict()
+        for digit, crop in zip(number["digits"], crops, strict=True):
+            digit["input"] = crop.array.tolist()
+        return number
 
     def predict_with_feature_maps(self, digit: np.ndarray,
                                   problems: list[str] | None = None) -> dict[str, Any]:
@@ -101,10 +103,9 @@ class DigitModel:
 
     def judge(self, prediction: Prediction, logits: torch.Tensor,
               problems: list[str]) -> Prediction:
-        """is_digit as mnistlab.predict.predict.predict decides it, for one prediction whose
-        logits came from elsewhere (the feature-map pass)."""
-        return judge(prediction, problems, bool(self.gate.accepts(logits)[0]),
-                     float(self.gate.scores(logits)[0]), getattr(self.gate, "threshold", None))
+        """is_digit as the reader decides it, for one prediction whose logits came from
+        elsewhere (the feature-map pass)."""
+        return self.reader.judge(prediction, logits, problems)
 
     def info(self) -> dict[str, Any]:
         spec = self.state.get("model") or {}
