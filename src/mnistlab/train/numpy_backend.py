@@ -108,13 +108,15 @@ def train_numpy(config: TrainConfig, data: DigitData | None = None,
     check_supported(config)
     wall_start = time.perf_counter()
     progress = Progress(stream or sys.stdout, enabled=True)
+    name = config.name or new_run_name("numpy-mlp", data.name if data else config.dataset)
+    RunDir.check_new(config.runs_dir, name)  # before any work: refuse a used name
     data = data or load_dataset(config.dataset, config.data_dir, config.download)
     xy, normalizer = _matrices(config, data)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = xy["train"], xy["val"], xy["test"]
     net = _network(config, x_train.shape[1])
     batch = min(config.batch_size, len(x_train))
     steps_per_epoch = math.ceil(len(x_train) / batch)
-    run = RunDir.create(config.runs_dir, config.name or new_run_name("numpy-mlp", data.name))
+    run = RunDir.create(config.runs_dir, name)
     book = RunBook(run, config, progress, data.name, suffix=".npz")
     norm = {"mean": normalizer.mean, "std": normalizer.std}
     extra = {"model": mlp_spec(net), "dataset": data.name, "classes": list(data.classes),
