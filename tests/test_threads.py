@@ -115,6 +115,32 @@ def test_back_up_when_the_machine_frees_up_and_probes_back_off_meanwhile():
     assert control.probe_every_s == 10.0  # reset after a probe that won
 
 
+def test_a_collapse_is_acted_on_at_once_not_at_the_next_probe():
+    machine = FakeMachine(QUIET)
+    control = controller(machine, probe_every_s=10.0)
+    run_steps(machine, control, 200)  # 1.6 s quiet
+    machine.seconds = LOADED
+    run_steps(machine, control, 40)  # a few collapsed steps, then a trial at one thread
+    assert machine.now < 10.0 and machine.threads == 1 and len(control.changes) == 1
+
+
+def test_a_probe_of_a_collapsed_count_ends_after_one_step():
+    machine = FakeMachine(QUIET)
+    control = controller(machine, probe_every_s=10.0)
+    run_steps(machine, control, 200)
+    machine.seconds = LOADED
+    run_steps(machine, control, 300)  # now at one thread, until the first probe is due
+    assert machine.threads == 1
+    machine.calls.clear()
+    slow_steps = 0
+    for _ in range(1000):  # 30 s at one thread: probes at 10 s, then 20 s later
+        machine.step()
+        slow_steps += machine.threads == 2
+        control.tick(128)
+    assert machine.calls.count(2) >= 1
+    assert slow_steps == machine.calls.count(2)  # one step at two threads per probe
+
+
 def test_fewer_threads_that_do_not_help_are_given_up():
     """Slower everywhere (e.g. a memory-bound neighbour): one thread is no better, so the
     run goes back to two and does not flap."""

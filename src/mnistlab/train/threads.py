@@ -11,9 +11,10 @@ machine, and is measured twice:
 - while the work runs, a `ThreadController` is told after every step how many images it
   did. It keeps a reference rate per count (the best window seen at that count); when the
   rate at the current count falls below `collapse` times its reference, it tries the next
-  lower count for one window and keeps whichever was faster. Below the largest count it
+  lower count for a short window and keeps whichever was faster. Below the largest count it
   probes the next higher one now and then (every `probe_every_s`, doubled after each probe
   that lost, up to `max_probe_every_s`), so that it goes back up when the machine frees up.
+  A trial at a count that has collapsed ends after its first step.
 
 Neither decision touches a random number generator, so a run's results do not depend on
 them (the step measurements restore the RNG state). `--threads N` forces the count: nothing
@@ -195,13 +196,19 @@ class ThreadController:
     count when it collapses, and back when the machine frees up (module docstring).
 
     Every decision comes from `tick(images)` and the injected `clock`, so that tests can
-    feed it a made-up series of rates and assert what it does."""
+    feed it a made-up series of rates and assert what it does. A trial of another count
+    lasts one settling step plus `probe_s`, or ends at its first step when that step took
+    `hopeless` times as long as a step at the count it left (a collapsed count on a busy
+    machine: one such step is evidence enough). Trials that lose are retried ever less
+    often (`probe_every_s`, doubled each time, up to `max_probe_every_s`), separately for
+    trying fewer threads and for probing more."""
 
     def __init__(self, counts: Sequence[int], current: int, *,
                  set_threads: Callable[[int], None] | None = None, clock: Clock = time.perf_counter,
                  say: Callable[[str], None] | None = None, window_s: float = 1.0,
                  probe_s: float = 0.5, collapse: float = 0.5, margin: float = 0.1,
-                 probe_every_s: float = 10.0, max_probe_every_s: float = 160.0) -> None:
+                 hopeless: float = 4.0, probe_every_s: float = 10.0,
+                 max_probe_every_s: float = 160.0) -> None:
         if set_threads is None:
             import torch
 
@@ -213,18 +220,26 @@ class ThreadController:
         self.set_threads, self.clock, self.say = set_threads, clock, say
         self.window_s, self.probe_s, self.collapse, self.margin = (window_s, probe_s, collapse,
                                                                    margin)
-        self.base_probe_every_s = probe_every_s
-        self.probe_every_s, self.max_probe_every_s = probe_every_s, max_probe_every_s
+        self.hopeless = hopeless
+        self.base_probe_every_s, self.max_probe_every_s = probe_every_s, max_probe_every_s
         self.reference: dict[int, float] = {}  # the best window rate seen at each count
         self.latest: dict[int, float] = {}  # the latest window rate at each count
         self.changes: list[Change] = []
         self.steps = 0
         self.started = clock()
+        self.last_tick = self.started
         # A trial: (count tried, count to go back to, why) while one window at another count
         # is measured; None in steady state.
         self.trial: tuple[int, int, str] | None = None
-        self.next_probe = self.started + probe_every_s
+        # Back-off of trials that lost: (seconds between trials, earliest next trial).
+        self.every = {"up": probe_every_s, "down": probe_every_s}
+        self.next = {"up": self.started + probe_every_s, "down": self.started}
         self.begin()
+
+    @property
+    def probe_every_s(self) -> float:
+        """The current wait between probes of more threads."""
+        return self.every["up"]
 
     @classmethod
     def from_choice(cls, choice: ThreadChoice, **kwargs: Any) -> ThreadController | None:
@@ -239,11 +254,19 @@ class ThreadController:
         either (it may pay for a new thread team)."""
         self.window_start: float | None = None
         self.window_images = 0
+        self.last_tick = self.clock()
 
     def tick(self, images: int) -> None:
         """One step of the work is done, with `images` images."""
         self.steps += 1
         now = self.clock()
+        step_seconds, self.last_tick = now - self.last_tick, now
+        if self.trial is not None:
+            back = self.trial[1]
+            before = self.latest.get(back)
+            if before and step_seconds > self.hopeless * images / before:
+                self._end_trial(images / max(step_seconds, 1e-9), now)
+                return
         if self.window_start is None:  # the settling step
             self.window_start, self.window_images = now, 0
             return
@@ -252,41 +275,49 @@ class ThreadController:
         if elapsed < (self.probe_s if self.trial else self.window_s):
             return
         rate = self.window_images / max(elapsed, 1e-9)
-        self._decide(rate, now)
+        if self.trial is not None:
+            self._end_trial(rate, now)
+        else:
+            self._steady(rate, now)
 
     # ---- decisions -------------------------------------------------------------------------
-    def _decide(self, rate: float, now: float) -> None:
+    def _end_trial(self, rate: float, now: float) -> None:
+        assert self.trial is not None
+        tried, back, why = self.trial
+        self.trial = None
+        self.latest[tried] = rate
+        direction = "down" if tried < back else "up"
+        before = self.latest.get(back, 0.0)
+        if rate > before * (1 + self.margin):
+            self.reference[tried] = max(self.reference.get(tried, 0.0), rate)
+            self._record(back, tried, now, f"{why}; {tried} gave {rate:,.0f} img/s "
+                         f"against {before:,.0f} at {back}")
+            # After a move both back-offs start afresh: a collapse may be acted on at once,
+            # a probe of more threads waits its first interval.
+            self.every = {"up": self.base_probe_every_s, "down": self.base_probe_every_s}
+            self.next = {"up": now + self.base_probe_every_s, "down": now}
+        else:
+            self._switch(back)
+            self.every[direction] = min(self.every[direction] * 2, self.max_probe_every_s)
+            self.next[direction] = now + self.every[direction]
+        self.begin()
+
+    def _steady(self, rate: float, now: float) -> None:
         n = self.current
         self.latest[n] = rate
-        if self.trial is not None:
-            tried, back, why = self.trial
-            self.trial = None
-            before = self.latest.get(back, 0.0)
-            if rate > before * (1 + self.margin):
-                self.reference[n] = max(self.reference.get(n, 0.0), rate)
-                self._record(back, tried, now, f"{why}; {tried} gave {rate:,.0f} img/s "
-                             f"against {before:,.0f} at {back}")
-                self.probe_every_s = self.base_probe_every_s
-                self.next_probe = now + self.probe_every_s
-            else:
-                self._switch(back)
-                self.probe_every_s = min(self.probe_every_s * 2, self.max_probe_every_s)
-                self.next_probe = now + self.probe_every_s
-            self.begin()
-            return
         ref = self.reference.get(n)
         self.reference[n] = max(ref or 0.0, rate)
         lower = [c for c in self.counts if c < n]
         higher = [c for c in self.counts if c > n]
-        if ref is not None and lower and rate < self.collapse * ref and now >= self.next_probe:
-            self._try(lower[-1], n, now, f"{plural(n, 'thread')} fell to {rate:,.0f} img/s "
+        if ref is not None and lower and rate < self.collapse * ref and now >= self.next["down"]:
+            self._try(lower[-1], n, f"{plural(n, 'thread')} fell to {rate:,.0f} img/s "
                       f"from {ref:,.0f}")
-        elif higher and now >= self.next_probe:
-            self._try(higher[0], n, now, "probing whether the machine has freed up")
+        elif higher and now >= self.next["up"]:
+            self._try(higher[0], n, "probing whether the machine has freed up")
         else:
             self.begin()
 
-    def _try(self, count: int, back: int, now: float, why: str) -> None:
+    def _try(self, count: int, back: int, why: str) -> None:
         self.trial = (count, back, why)
         self._switch(count)
         self.begin()
