@@ -261,6 +261,11 @@ def test_eta_and_final_line():
     line = format_final_line(0.991, 9910, 10000, 5.5, 6.1, "runs/x", 10.7, "the whole command")
     assert "10.7 s in all (the whole command)" in line
     assert "set-up not counted" in format_final_line(0.991, 9910, 10000, 5.5, 6.1, "runs/x")
+    line = format_final_line(0.991, 9910, 10000, 5.5, 6.1, "runs/x", 10.7, "the whole command",
+                             {"before_trainer": 2.9, "data": 0.3, "model_threads_precision": 1.2,
+                              "batches": 0.01, "trainer": 1.6})
+    assert ("10.7 s in all (the whole command; before training: Python and imports 2.9 s, "
+            "data 0.3 s, threads and precision 1.2 s)") in line
 
 
 def test_process_age_and_command_clock():

@@ -67,6 +67,12 @@ def format_epoch_line(row: dict[str, Any], epochs: int) -> str:
     return " | ".join(parts)
 
 
+# The start-up phases a final line names (Trainer.startup), in order.
+STARTUP_LABELS = (("before_trainer", "Python and imports"), ("data", "data"),
+                  ("model_threads_precision", "threads and precision"),
+                  ("batches", "batches and not-a-digit set-up"))
+
+
 def format_eta(seconds: float) -> str:
     seconds = max(0, round(seconds))
     if seconds < 60:
@@ -80,12 +86,15 @@ def format_eta(seconds: float) -> str:
 
 def format_final_line(test_acc: float, correct: int, total: int, train_seconds: float,
                       wall_seconds: float, run_path: Any, command_seconds: float | None = None,
-                      scope: str = "") -> str:
+                      scope: str = "", startup: dict[str, float] | None = None) -> str:
     """`wall_seconds` counts from the start of training (every session of the run);
     `command_seconds`, where the command line marked its start (train.clock), the whole
     command, as `scope` says."""
     if command_seconds is not None:
-        whole = f"{command_seconds:.1f} s in all ({scope})"
+        parts = [f"{label} {startup[key]:.1f} s" for key, label in STARTUP_LABELS
+                 if startup and startup.get(key, 0.0) >= 0.05]
+        whole = (f"{command_seconds:.1f} s in all ({scope}"
+                 + (f"; before training: {', '.join(parts)}" if parts else "") + ")")
     else:
         whole = f"{wall_seconds:.1f} s since training started (set-up not counted)"
     return (f"test accuracy {test_acc:.2%} ({correct}/{total}), {train_seconds:.1f} s training, "

@@ -147,6 +147,6 @@ class RunBook:
             self.run.write_summary(summary)
         line = format_final_line(test.accuracy, test.correct, test.total, train_seconds,
                                  wall_seconds, self.run.path, command_seconds,
-                                 clock.command_scope())
+                                 clock.command_scope(), startup_seconds)
         self.progress.print(f"DRY RUN (not a result): {line}" if cfg.dry_run else line)
         return summary
