@@ -16,6 +16,7 @@ load (target: at most 1.3x).
     python benchmarks/busy.py                  # the default recipe, one epoch
     python benchmarks/busy.py --quick          # a fifth of the epoch (--val-size 50000)
     python benchmarks/busy.py --wait-policy    # also the default under OMP_WAIT_POLICY=PASSIVE
+    python benchmarks/busy.py --steps 3        # bare training steps/s: loads x wait policy
 
 A fixed count that collapses is stopped at `--timeout` seconds and reported as a lower
 bound. On a machine shared with other work the "quiet" rows are not quiet: the load average
@@ -42,6 +43,64 @@ LOADS = {
               "    b = torch.tanh(a @ a)\n", 1),
     "spin": ("while True:\n    pass\n", None),  # None: one per core
 }
+
+
+# One process per measurement, since OMP_WAIT_POLICY is read when the OpenMP runtime starts:
+# training steps of the default model (bf16 + channels-last, batch 128 + 24 as with outlier
+# exposure) for a few seconds at a given thread count; prints steps per second.
+STEPS = """
+import sys, time
+import torch, torch.nn.functional as F
+threads, seconds = int(sys.argv[1]), float(sys.argv[2])
+torch.set_num_threads(threads)
+from mnistlab.models import create_model
+model = create_model("fast-strided").to(memory_format=torch.channels_last)
+opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+x = torch.randn(152, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+y = torch.randint(0, 10, (152,))
+def step():
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    loss = F.cross_entropy(out.float(), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+for _ in range(3):
+    step()
+start, n = time.perf_counter(), 0
+while time.perf_counter() - start < seconds:
+    step()
+    n += 1
+print(n / (time.perf_counter() - start))
+"""
+POLICIES = ("default", "PASSIVE", "ACTIVE")
+
+
+def step_rates(loads: list[str], cores: int, seconds: float) -> None:
+    """Steps/s of the bare training step, for each load x OMP_WAIT_POLICY x thread count."""
+    counts = sorted({1, cores})
+    print(f"\nTraining steps per second, {seconds:.0f} s each (OMP_WAIT_POLICY as given):\n")
+    print("| load | OMP_WAIT_POLICY | " + " | ".join(f"{n} thread{'s' * (n > 1)}"
+                                                  for n in counts) + " | load average |")
+    print("|---|---|" + "---:|" * (len(counts) + 1))
+    for load in loads:
+        processes = start_load(load, cores) if load != "quiet" else []
+        try:
+            time.sleep(2.0 if processes else 0.0)
+            for policy in POLICIES:
+                env = dict(os.environ)
+                env.pop("OMP_WAIT_POLICY", None)
+                if policy != "default":
+                    env["OMP_WAIT_POLICY"] = policy
+                rates = []
+                for n in counts:
+                    out = subprocess.run([sys.executable, "-c", STEPS, str(n), str(seconds)],
+                                         env=env, capture_output=True, text=True, check=True)
+                    rates.append(float(out.stdout.strip()))
+                print(f"| {load} | {policy} | " + " | ".join(f"{r:.1f}" for r in rates)
+                      + f" | {os.getloadavg()[0]:.1f} |", flush=True)
+        finally:
+            stop_load(processes)
 
 
 @dataclass
@@ -111,6 +170,9 @@ def main() -> int:
                    help="seconds after which a run is stopped and reported as a lower bound")
     p.add_argument("--wait-policy", action="store_true",
                    help="also run the default with OMP_WAIT_POLICY=PASSIVE and ACTIVE")
+    p.add_argument("--steps", type=float, default=None, metavar="SECONDS",
+                   help="instead: time bare training steps for SECONDS at 1 and N threads "
+                        "under each load and OpenMP wait policy")
     p.add_argument("--json", type=Path, default=None, help="also write the rows here")
     p.add_argument("extra", nargs="*", help="more `mnistlab train` options, after --")
     args = p.parse_args()
@@ -122,6 +184,11 @@ def main() -> int:
     if args.wait_policy:
         configs += [Config(f"default, OMP_WAIT_POLICY={v}", env={"OMP_WAIT_POLICY": v})
                     for v in ("PASSIVE", "ACTIVE")]
+    if args.steps is not None:
+        print(f"CPU: {info['cpu']}, {cores} cores, torch {info['torch']}; load average at "
+              f"the start {info['load_average_at_start']}", flush=True)
+        step_rates(args.loads, cores, args.steps)
+        return 0
     extra = [*(["--val-size", "50000"] if args.quick else []), *args.extra]
     print(f"CPU: {info['cpu']}, {cores} cores, torch {info['torch']}; load average at the "
           f"start {info['load_average_at_start']}; train options: {' '.join(extra) or '-'}",

@@ -28,7 +28,7 @@ from mnistlab.scratch.checkpoint import load_npz, save_npz
 from mnistlab.scratch.network import MLP
 from mnistlab.scratch.train import DEFAULT_RECIPE, evaluate, fit
 from mnistlab.train.config import TrainConfig
-from mnistlab.train.progress import Progress
+from mnistlab.train.progress import Progress, format_eta
 from mnistlab.train.result import TrainingInterrupted, TrainResult
 from mnistlab.train.runbook import RunBook, split_for_run
 from mnistlab.train.rundir import RunDir, new_run_name
@@ -132,9 +132,18 @@ def train_numpy(config: TrainConfig, data: DigitData | None = None,
                        "(one thread order, seeded shuffles and initialisation)")
     train_seconds, last_lr = 0.0, config.lr
 
+    total_steps = (1 if config.dry_run else config.epochs) * steps_per_epoch
+    fit_start = time.perf_counter()
+
     def on_step(step: int, loss: float, lr: float) -> None:
         nonlocal last_lr
         last_lr = lr
+        if progress.due():  # a terminal's status line, or a plain line every 5 s when piped
+            elapsed = time.perf_counter() - fit_start  # (evaluation included: a rough ETA)
+            progress.update(f"epoch {(step - 1) // steps_per_epoch + 1}/{config.epochs} step "
+                            f"{(step - 1) % steps_per_epoch + 1}/{steps_per_epoch} loss "
+                            f"{loss:.4f} lr {lr:.2g} ETA "
+                            f"{format_eta((total_steps - step) * elapsed / max(step, 1))}")
         if step % config.log_interval == 0:
             run.log({"kind": "step", "epoch": (step - 1) // steps_per_epoch + 1, "step": step,
                      "train_loss": loss, "lr": lr})
