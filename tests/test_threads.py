@@ -115,6 +115,27 @@ def test_back_up_when_the_machine_frees_up_and_probes_back_off_meanwhile():
     assert control.probe_every_s == 10.0  # reset after a probe that won
 
 
+def test_under_steady_load_probes_are_rare_and_a_freed_machine_is_seen_at_once():
+    machine = FakeMachine(QUIET)
+    control = controller(machine)  # the defaults: first blind probe after 30 s
+    run_steps(machine, control, 200)
+    machine.seconds = LOADED
+    slow = 0
+    for _ in range(4000):  # 120 s at one thread under load
+        machine.step()
+        slow += machine.threads == 2
+        control.tick(128)
+    assert machine.threads == 1
+    assert slow <= 6  # the collapse itself (a few steps), then probes at about 30 s and 90 s
+    machine.seconds = QUIET
+    before = machine.now
+    while control.changes[-1].new != 2 and machine.now - before < 60:
+        machine.step()
+        control.tick(128)
+    assert machine.threads == 2 and machine.now - before < 3.0  # not the next blind probe
+    assert "freed up" in control.changes[-1].why and "rose to" in control.changes[-1].why
+
+
 def test_a_collapse_is_acted_on_at_once_not_at_the_next_probe():
     machine = FakeMachine(QUIET)
     control = controller(machine, probe_every_s=10.0)

@@ -12,7 +12,8 @@ machine, and is measured twice:
   did. It keeps a reference rate per count (the best window seen at that count); when the
   rate at the current count falls below `collapse` times its reference, it tries the next
   lower count for a short window and keeps whichever was faster. Below the largest count it
-  probes the next higher one now and then (every `probe_every_s`, doubled after each probe
+  probes the next higher one when its own rate rises well above where it settled (the other
+  work stopped), and otherwise now and then (every `probe_every_s`, doubled after each probe
   that lost, up to `max_probe_every_s`), so that it goes back up when the machine frees up.
   A trial at a count that has collapsed ends after its first step.
 
@@ -207,8 +208,8 @@ class ThreadController:
                  set_threads: Callable[[int], None] | None = None, clock: Clock = time.perf_counter,
                  say: Callable[[str], None] | None = None, window_s: float = 1.0,
                  probe_s: float = 0.5, collapse: float = 0.5, margin: float = 0.1,
-                 hopeless: float = 4.0, probe_every_s: float = 10.0,
-                 max_probe_every_s: float = 160.0) -> None:
+                 hopeless: float = 4.0, freed: float = 1.5, probe_every_s: float = 30.0,
+                 max_probe_every_s: float = 240.0) -> None:
         if set_threads is None:
             import torch
 
@@ -220,7 +221,10 @@ class ThreadController:
         self.set_threads, self.clock, self.say = set_threads, clock, say
         self.window_s, self.probe_s, self.collapse, self.margin = (window_s, probe_s, collapse,
                                                                    margin)
-        self.hopeless = hopeless
+        self.hopeless, self.freed = hopeless, freed
+        # The rate at each count when the run settled there (or when a probe of more threads
+        # last lost): a rise of `freed` times above it is evidence that the machine freed up.
+        self.floor: dict[int, float] = {}
         self.base_probe_every_s, self.max_probe_every_s = probe_every_s, max_probe_every_s
         self.reference: dict[int, float] = {}  # the best window rate seen at each count
         self.latest: dict[int, float] = {}  # the latest window rate at each count
@@ -290,6 +294,7 @@ class ThreadController:
         before = self.latest.get(back, 0.0)
         if rate > before * (1 + self.margin):
             self.reference[tried] = max(self.reference.get(tried, 0.0), rate)
+            self.floor[tried] = rate
             self._record(back, tried, now, f"{why}; {tried} gave {rate:,.0f} img/s "
                          f"against {before:,.0f} at {back}")
             # After a move both back-offs start afresh: a collapse may be acted on at once,
@@ -300,6 +305,8 @@ class ThreadController:
             self._switch(back)
             self.every[direction] = min(self.every[direction] * 2, self.max_probe_every_s)
             self.next[direction] = now + self.every[direction]
+            if direction == "up":  # a new rise is needed before the next early probe
+                self.floor[back] = max(before, self.floor.get(back, 0.0))
         self.begin()
 
     def _steady(self, rate: float, now: float) -> None:
@@ -307,11 +314,16 @@ class ThreadController:
         self.latest[n] = rate
         ref = self.reference.get(n)
         self.reference[n] = max(ref or 0.0, rate)
+        floor = self.floor.setdefault(n, rate)
         lower = [c for c in self.counts if c < n]
         higher = [c for c in self.counts if c > n]
         if ref is not None and lower and rate < self.collapse * ref and now >= self.next["down"]:
             self._try(lower[-1], n, f"{plural(n, 'thread')} fell to {rate:,.0f} img/s "
                       f"from {ref:,.0f}")
+        elif higher and rate > self.freed * floor:
+            # Evidence: the rate rose well above where it settled (the other work stopped).
+            self._try(higher[0], n, f"the machine seems to have freed up ({plural(n, 'thread')}"
+                      f" rose to {rate:,.0f} img/s from {floor:,.0f})")
         elif higher and now >= self.next["up"]:
             self._try(higher[0], n, "probing whether the machine has freed up")
         else:
