@@ -154,6 +154,8 @@ def run_train(config: Config, runs: Path, name: str, extra: list[str],
 
 
 def fmt(row: dict, key: str = "train_s") -> str:
+    if row.get("skipped"):
+        return "-"
     if row["timed_out"]:
         return f"> {row['command_s']:.0f} s"
     return f"{row[key]:.1f} s"
@@ -168,6 +170,8 @@ def main() -> int:
                    choices=["quiet", "torch", "spin"])
     p.add_argument("--timeout", type=float, default=400.0,
                    help="seconds after which a run is stopped and reported as a lower bound")
+    p.add_argument("--only", nargs="+", choices=["default", "1", "N"], default=None,
+                   help="run only these of the three (the ratios need default and one fixed)")
     p.add_argument("--wait-policy", action="store_true",
                    help="also run the default with OMP_WAIT_POLICY=PASSIVE and ACTIVE")
     p.add_argument("--steps", type=float, default=None, metavar="SECONDS",
@@ -181,6 +185,10 @@ def main() -> int:
     n = int(os.environ.get("OMP_NUM_THREADS", cores))
     configs = [Config("default (measured, adaptive)"), Config("--threads 1", ["--threads", "1"]),
                Config(f"--threads {n}", ["--threads", str(n)])]
+    if args.only:
+        keep = {"default": 0, "1": 1, "N": 2}
+        configs = [c if keep_i in {keep[o] for o in args.only} else None
+                   for keep_i, c in enumerate(configs)]
     if args.wait_policy:
         configs += [Config(f"default, OMP_WAIT_POLICY={v}", env={"OMP_WAIT_POLICY": v})
                     for v in ("PASSIVE", "ACTIVE")]
@@ -202,6 +210,10 @@ def main() -> int:
                 time.sleep(2.0 if processes else 0.0)  # let the load get going
                 rows = []
                 for i, config in enumerate(configs):
+                    if config is None:  # left out with --only
+                        rows.append({"config": "-", "timed_out": True, "command_s": 0.0,
+                                     "skipped": True})
+                        continue
                     row = run_train(config, runs, f"{load}-{i}", extra, args.timeout)
                     rows.append(row)
                     print(f"  {load:5s} {config.label:36s} training {fmt(row):>9s}, command "
@@ -213,12 +225,12 @@ def main() -> int:
             finally:
                 stop_load(processes)
     print("\nTraining seconds (whole command in brackets):\n")
-    print("| load | " + " | ".join(c.label for c in configs)
+    print("| load | " + " | ".join(c.label if c else "-" for c in configs)
           + " | default / better fixed: training (command) |")
     print("|---|" + "---:|" * (len(configs) + 1))
     for load, rows in results.items():
         default, one, many = rows[0], rows[1], rows[2]
-        fixed = [r for r in (one, many) if not r["timed_out"]]
+        fixed = [r for r in (one, many) if not r["timed_out"]]  # (skipped rows time out)
         if default["timed_out"] or not fixed:
             ratio = "?"
         else:
@@ -234,7 +246,8 @@ def main() -> int:
             ratios = ", ".join(
                 f"{r['config']} {r['train_s'] / q['train_s']:.1f}x" if not r["timed_out"]
                 else f"{r['config']} > {r['command_s'] / q['train_s']:.0f}x"
-                for r, q in zip(rows, quiet, strict=True) if not q["timed_out"])
+                for r, q in zip(rows, quiet, strict=True)
+                if not q["timed_out"] and not r.get("skipped"))
             print(f"loaded / quiet ({load}): {ratios}")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     if args.json:
