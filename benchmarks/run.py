@@ -107,6 +107,7 @@ def mnistlab_default(runs_dir: str, name: str, threads: int | None) -> dict[str,
             "images_per_s": s["images_per_s"], "test_accuracy": s["test_accuracy"],
             "bf16": s["bf16"], "precision": precision, "model_name": config["model"],
             "outlier_exposure": config["outlier_exposure"], "whole_command_s": command_s,
+            "threads": s.get("threads"),  # measured at start-up and adapted, or forced
             "model": model}
 
 

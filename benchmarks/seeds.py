@@ -58,7 +58,11 @@ def run_seed(recipe: str, seed: int, runs_dir: Path, extra: list[str],
     output = Path(f"{timing}.out").read_text().splitlines()
     precision = next((line.removeprefix("precision: ") for line in output
                       if line.startswith("precision: ")), "?")
+    threads = summary.get("threads") or {}
     return {"seed": seed, "test_accuracy": summary["test_accuracy"], "precision": precision,
+            "threads": f"{threads.get('threads')} -> {threads.get('final')} "
+                       f"({threads.get('source')}, {len(threads.get('changes') or [])} changes)",
+            "reported_command_seconds": summary.get("command_seconds"),
             "train_seconds": summary["train_seconds"], "command_seconds": wall,
             "epochs": summary["epochs_run"], "images_per_s": summary["images_per_s"]}
 
@@ -77,14 +81,16 @@ def main() -> int:
     if args.extra and args.chunk_epochs:
         p.error("extra `mnistlab train` options cannot be combined with --chunk-epochs")
     rows = []
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores", flush=True)
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="mnistlab-seeds-") as tmp:
         for seed in args.seeds:
             row = run_seed(args.recipe, seed, Path(tmp), args.extra, args.chunk_epochs, args.lock)
             rows.append(row)
             print(f"seed {seed}: test {row['test_accuracy']:.2%}  "
                   f"train {row['train_seconds']:.1f} s  command {row['command_seconds']:.1f} s  "
-                  f"{row['images_per_s']:,.0f} img/s  precision: {row['precision']}",
+                  f"{row['images_per_s']:,.0f} img/s  precision: {row['precision']}  "
+                  f"threads: {row['threads']}",
                   flush=True)
     accs = [r["test_accuracy"] for r in rows]
     print(f"{args.recipe}: mean {statistics.mean(accs):.2%}, min {min(accs):.2%}, "

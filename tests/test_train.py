@@ -25,7 +25,10 @@ STEPS = 16
 def config(tmp_path, name: str, **overrides):
     options = {"model": "mlp", "model_args": {"hidden": "64"}, "epochs": 2, "batch_size": 32,
                "val_size": 100, "runs_dir": str(tmp_path / "runs"), "name": name,
-               "bf16": "off", "log_interval": 4, **overrides}
+               "bf16": "off", "log_interval": 4,
+               # one thread, fixed: these tests check the loop, not the machine's load
+               # (adaptive threads are tested in test_threads.py)
+               "threads": None if overrides.get("backend") == "numpy" else 1, **overrides}
     return resolve_config(**options)
 
 
@@ -223,12 +226,53 @@ def test_a_used_run_name_is_refused(tmp_path, synthetic_data):
     ({"lr": -1.0}, "--lr must be positive"),
     ({"optimizer": "rmsprop"}, "--optimizer must be one of"),
     ({"label_smoothing": 1.0}, "--label-smoothing must be in"),
+    ({"schedule": "step", "step_size": 0}, "--step-size must be at least 1, got 0"),
+    ({"gamma": -1.0}, "--gamma must be positive, got -1.0"),
+    ({"gamma": 0.0}, "--gamma must be positive"),
+    ({"momentum": -0.5}, "--momentum must not be negative"),
+    ({"threads": 0}, "--threads must be at least 1"),
     ({"no_such_option": 1}, "unknown training option(s): no_such_option"),
 ])
 def test_bad_options_are_refused_before_training(overrides, message):
     with pytest.raises(MnistlabError) as e:
         resolve_config(**overrides)
     assert message in str(e.value)
+
+
+def test_a_used_run_name_is_refused_before_any_work(tmp_path, synthetic_data, monkeypatch):
+    (tmp_path / "runs" / "taken").mkdir(parents=True)
+    (tmp_path / "runs" / "taken" / "notes.txt").write_text("mine")
+
+    def no_work(*_args, **_kwargs):
+        raise AssertionError("work done before the name was checked")
+
+    monkeypatch.setattr("mnistlab.train.loop.load_dataset", no_work)
+    monkeypatch.setattr("mnistlab.train.loop.choose_for_run", no_work)
+    monkeypatch.setattr("mnistlab.train.threads.choose_for_run", no_work)
+    with pytest.raises(MnistlabError, match="taken: run directory exists and is not empty"):
+        quiet_train(config(tmp_path, "taken"), None)
+    with pytest.raises(MnistlabError, match="run directory exists"):
+        quiet_train(config(tmp_path, "taken", backend="numpy", model="mlp"), None)
+    assert (tmp_path / "runs" / "taken" / "notes.txt").read_text() == "mine"
+
+
+def test_a_batch_larger_than_the_training_split_is_refused(tmp_path, synthetic_data):
+    with pytest.raises(MnistlabError, match=r"--batch-size 100000 is larger than the training "
+                                            r"split \(500 images after --val-size 100\)"):
+        quiet_train(config(tmp_path, "huge", batch_size=100000, dry_run=True), synthetic_data)
+    assert not (tmp_path / "runs" / "huge").exists()
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path,
+                                                                       synthetic_data):
+    class Boom(Callback):
+        def on_step(self, info: StepInfo) -> None:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        quiet_train(config(tmp_path, "failed"), synthetic_data, callbacks=[Boom()])
+    assert not (tmp_path / "runs" / "failed").exists()
+    assert (tmp_path / "runs").is_dir()  # the parent folder is not the run's to remove
 
 
 def test_val_size_larger_than_the_training_set(tmp_path, synthetic_data):

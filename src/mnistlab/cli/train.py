@@ -82,7 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=S,
                    help="channels-last memory layout for conv nets (default: measured, as --bf16 "
                         "auto)")
-    g.add_argument("--threads", type=int, default=S, help="CPU threads for torch")
+    g.add_argument("--threads", type=int, default=S,
+                   help="CPU threads for torch, fixed (default: 1 or all cores, whichever "
+                        "trains faster, measured at start-up and adapted while training when "
+                        "other work slows the machine)")
     g.add_argument("--track-test", action="store_true", default=S,
                    help="also log test metrics every epoch, for curves (never for selection)")
     g.add_argument("--dry-run", action="store_true", default=S,
@@ -155,9 +158,16 @@ def options_ignored_on_resume(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mnistlab.train import clock
+
+    clock.mark_command_start()  # the final line then reports the whole command's time
     from mnistlab.train import train
 
-    config = config_from_args(args)
+    config = config_from_args(args)  # every option checked before any work
+    if args.resume is None and config.name is not None:
+        from mnistlab.train.rundir import RunDir
+
+        RunDir.check_new(config.runs_dir, config.name)  # before the data and the doctor
     plan = None
     if args.resume is not None:
         from mnistlab.train.resume import plan_resume

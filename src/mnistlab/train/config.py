@@ -90,6 +90,10 @@ class TrainConfig:
             (self.bf16 in ("auto", "on", "off"), "bf16", "must be auto, on or off"),
             (self.threads is None or self.threads >= 1, "threads", "must be at least 1"),
             (self.log_interval >= 1, "log-interval", "must be at least 1"),
+            # speed: a zero step divides by zero, a negative gamma trains at a negative rate
+            (self.step_size >= 1, "step-size", f"must be at least 1, got {self.step_size}"),
+            (self.gamma > 0, "gamma", f"must be positive, got {self.gamma}"),
+            (self.momentum >= 0, "momentum", f"must not be negative, got {self.momentum}"),
             (self.patience is None or self.patience >= 1, "patience", "must be at least 1"),
             # reject: outlier exposure (notadigit/exposure.py)
             (self.outlier_exposure in ("auto", "on", "off"), "outlier-exposure",

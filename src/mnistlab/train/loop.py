@@ -39,11 +39,11 @@ from mnistlab.evaluate import EvalResult, evaluate_batches
 from mnistlab.models import create_model
 from mnistlab.models.summary import count_params, summarize
 from mnistlab.notadigit.exposure import setup_outliers  # reject: not a digit
-from mnistlab.train import distributed
+from mnistlab.train import clock, distributed, threads
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.optim import build_optimizer, build_scheduler
-from mnistlab.train.precision import choose_for_run
-from mnistlab.train.progress import Progress
+from mnistlab.train.precision import choose_for_run, first_batch
+from mnistlab.train.progress import Progress, format_eta
 from mnistlab.train.result import TrainingInterrupted, TrainResult
 from mnistlab.train.resume import ResumePlan, plan_resume
 from mnistlab.train.runbook import RunBook, split_for_run
@@ -114,12 +114,25 @@ class Trainer:
         self.config = plan.config if plan is not None else config
         self.callbacks = list(callbacks)
         self.max_epochs = max_epochs
+        # speed: where the time before training goes (summary.json "startup_seconds")
+        self.startup: dict[str, float] = {}
+        began = time.perf_counter()
+        command_start = clock.command_start()
+        if command_start is not None:
+            self.startup["before_trainer"] = began - command_start  # Python, imports, parsing
         self._setup_runtime(stream)
-        self._setup_data(data)
-        self._setup_model(plan)
-        self._setup_batches()
+        self.run_name = self._check_run_name(plan)  # before any work: refuse a used name
+        self._timed("data", self._setup_data, data)
+        self._timed("model_threads_precision", self._setup_model, plan)
+        self._timed("batches", self._setup_batches)
         self._setup_optimizer()
         self._open_run(plan)
+        self.startup["trainer"] = time.perf_counter() - began
+
+    def _timed(self, phase: str, setup: Any, *args: Any) -> None:
+        start = time.perf_counter()
+        setup(*args)
+        self.startup[phase] = time.perf_counter() - start
 
     # ---- set-up, in order --------------------------------------------------------------
     def _setup_runtime(self, stream: TextIO | None) -> None:
@@ -128,8 +141,21 @@ class Trainer:
         self.dist, self.device = distributed.setup(config.device)
         self.progress = Progress(stream or sys.stdout, enabled=self.dist.is_main)
         if config.threads:
-            torch.set_num_threads(config.threads)
+            torch.set_num_threads(config.threads)  # before anything runs; measured later
         seed_everything(config.seed, config.deterministic)
+
+    def _check_run_name(self, plan: ResumePlan | None) -> str | None:
+        """The new run's name, refused at once if its folder is in use (before the data,
+        the measurements or the doctor's work)."""
+        if plan is not None:
+            return None
+        config = self.config
+        # Every rank uses rank 0's run name (a timestamp could differ); only rank 0 writes.
+        name = distributed.broadcast_object(
+            config.name or new_run_name(config.model, config.dataset), self.dist)
+        if self.dist.is_main:
+            RunDir.check_new(config.runs_dir, name)
+        return name
 
     def _setup_data(self, data: DigitData | None) -> None:
         """The data set, its train/validation/test splits and the training normaliser."""
@@ -146,6 +172,15 @@ class Trainer:
         """The model on its device, in channels-last where it has convolutions, DDP-wrapped."""
         config = self.config
         self.model = create_model(config.model, **config.model_args).to(self.device)
+        # speed: the thread count by timing real steps at 1 and N threads (train/threads.py),
+        # then precision and layout at that count; the thread count adapts while training
+        self.thread_choice = threads.choose_for_run(
+            config, self.model, first_batch(config, self.train_split.images,
+                                            self.train_split.labels, self.normalizer,
+                                            self.device, self.dist),
+            self.device, self.dist, self.progress.print)
+        self.thread_control = threads.ThreadController.from_choice(
+            self.thread_choice, say=self.progress.print)
         # speed: bf16 and channels-last by measuring real steps, unless forced (train/precision.py)
         self.bf16, self.channels_last = choose_for_run(
             config, self.model, self.train_split.images, self.train_split.labels,
@@ -191,9 +226,7 @@ class Trainer:
         if plan is not None:
             self.run = RunDir.open(plan.run_dir)
         else:
-            # Every rank uses rank 0's run name (a timestamp could differ); only rank 0 writes.
-            name = distributed.broadcast_object(
-                config.name or new_run_name(config.model, config.dataset), self.dist)
+            name = self.run_name
             self.run = (RunDir.create(config.runs_dir, name) if self.dist.is_main
                         else RunDir(Path(config.runs_dir) / name))
         self.book = RunBook(self.run, config, self.progress, self.data.name,
@@ -298,11 +331,18 @@ class Trainer:
         start_batch, images_seen = self.batch, 0
         start = self.epoch_start = time.perf_counter()
         batches = self.train_batches.epoch(epoch, start=start_batch)
+        control = self.thread_control
+        if control is not None:
+            control.begin()  # the evaluation before this epoch is not a slow step
         for x, y in batches:
             loss = self.train_step(x, y)
             self.batch += 1
             self.step += 1
             images_seen += len(y)
+            if control is not None:
+                control.tick(len(y))  # speed: may change torch's thread count
+            if self.progress.due():  # a terminal's status line, or a plain line every 5 s
+                self.progress.update(self._status(loss, images_seen, start_batch, start))
             if self.callbacks:  # nothing per step in the hot loop unless someone listens
                 info = StepInfo(epoch, self.batch, self.step, loss, self.lr(), self.model)
                 for cb in self.callbacks:
@@ -313,9 +353,6 @@ class Trainer:
                 loss_value = float(loss.detach())
                 self.run.log({"kind": "step", "epoch": epoch + 1, "step": self.step,
                               "train_loss": loss_value, "lr": self.lr(), "images_per_s": rate})
-                self.progress.update(
-                    f"epoch {epoch + 1}/{cfg.epochs} {self.batch}/{self.steps_per_epoch} "
-                    f"loss {loss_value:.4f} lr {self.lr():.2g} {rate:,.0f} img/s")
             if self.stop_requested:  # a Ctrl-C arrived: stop on this step boundary
                 raise KeyboardInterrupt
             if self.batch >= self.steps_per_epoch:
@@ -342,6 +379,24 @@ class Trainer:
         self.epoch_stats.zero_()
         return row
 
+    def _status(self, loss: torch.Tensor, images_seen: int, start_batch: int,
+                start: float) -> str:
+        """The status line: where the run is, its speed and threads, and the time left
+        (training only, at this epoch's speed so far)."""
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        rate = images_seen * self.dist.world_size / elapsed
+        steps_left = (self._stop_epoch() - self.epoch - 1) * self.steps_per_epoch + (
+            self.steps_per_epoch - self.batch)
+        eta = steps_left * elapsed / max(self.batch - start_batch, 1)
+        return (f"epoch {self.epoch + 1}/{self.config.epochs} step {self.batch}/"
+                f"{self.steps_per_epoch} loss {float(loss.detach()):.4f} lr {self.lr():.2g} "
+                f"{rate:,.0f} img/s {threads.plural(torch.get_num_threads(), 'thread')} "
+                f"ETA {format_eta(eta)}")
+
+    def _stop_epoch(self) -> int:
+        cfg = self.config
+        return cfg.epochs if self.max_epochs is None else min(cfg.epochs, self.max_epochs)
+
     @contextlib.contextmanager
     def _sigint_deferred(self):
         """Turn the first Ctrl-C into a request to stop on the next step boundary, so that
@@ -363,12 +418,23 @@ class Trainer:
             signal.signal(signal.SIGINT, previous)
 
     def fit(self) -> TrainResult:
+        try:
+            return self._fit()
+        except TrainingInterrupted:
+            raise
+        except BaseException:
+            # A run that failed before its first checkpoint leaves no half-made folder.
+            if self.dist.is_main:
+                self.run.discard()
+            raise
+
+    def _fit(self) -> TrainResult:
         cfg = self.config
         self._announce()
         for cb in self.callbacks:
             cb.on_train_start(self)
         self.wall_start = time.perf_counter()
-        stop_at = cfg.epochs if self.max_epochs is None else min(cfg.epochs, self.max_epochs)
+        stop_at = self._stop_epoch()
         early_stop = False
         try:
             with self._sigint_deferred():
@@ -437,12 +503,25 @@ class Trainer:
             images=self.step * self.train_batches.batch_size * self.dist.world_size,
             train_seconds=self.train_seconds, wall_seconds=wall_seconds,
             device=str(self.device), bf16=self.bf16, world_size=self.dist.world_size,
-            has_val=len(self.val_split) > 0)
+            has_val=len(self.val_split) > 0, startup_seconds=self._startup_seconds(),
+            threads=self._threads_record())
         if self.outliers is not None:  # reject: the gate's figures into summary/config.json
             summary = self.outliers.record(self, summary)
         for cb in self.callbacks:
             cb.on_train_end(self, summary)
         return summary
+
+    def _startup_seconds(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in self.startup.items()}
+
+    def _threads_record(self) -> dict[str, Any]:
+        """What summary.json says about threads: the start-up choice and every change."""
+        record = self.thread_choice.to_dict()
+        if self.thread_control is not None:
+            record.update(self.thread_control.summary())
+        else:
+            record["final"] = torch.get_num_threads()
+        return record
 
     def _announce(self) -> None:
         if not self.dist.is_main:
@@ -450,6 +529,7 @@ class Trainer:
         cfg = self.config
         resolved = {"backend": "torch", "device": str(self.device), "bf16": self.bf16,
                     "channels_last": self.channels_last, "threads": torch.get_num_threads(),
+                    "threads_choice": self.thread_choice.describe().removeprefix("threads: "),
                     "world_size": self.dist.world_size,
                     "normalizer": {"mean": self.normalizer.mean, "std": self.normalizer.std},
                     "train_size": len(self.train_split), "val_size": len(self.val_split),

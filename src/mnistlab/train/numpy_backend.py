@@ -28,7 +28,7 @@ from mnistlab.scratch.checkpoint import load_npz, save_npz
 from mnistlab.scratch.network import MLP
 from mnistlab.scratch.train import DEFAULT_RECIPE, evaluate, fit
 from mnistlab.train.config import TrainConfig
-from mnistlab.train.progress import Progress
+from mnistlab.train.progress import Progress, format_eta
 from mnistlab.train.result import TrainingInterrupted, TrainResult
 from mnistlab.train.runbook import RunBook, split_for_run
 from mnistlab.train.rundir import RunDir, new_run_name
@@ -108,13 +108,15 @@ def train_numpy(config: TrainConfig, data: DigitData | None = None,
     check_supported(config)
     wall_start = time.perf_counter()
     progress = Progress(stream or sys.stdout, enabled=True)
+    name = config.name or new_run_name("numpy-mlp", data.name if data else config.dataset)
+    RunDir.check_new(config.runs_dir, name)  # before any work: refuse a used name
     data = data or load_dataset(config.dataset, config.data_dir, config.download)
     xy, normalizer = _matrices(config, data)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = xy["train"], xy["val"], xy["test"]
     net = _network(config, x_train.shape[1])
     batch = min(config.batch_size, len(x_train))
     steps_per_epoch = math.ceil(len(x_train) / batch)
-    run = RunDir.create(config.runs_dir, config.name or new_run_name("numpy-mlp", data.name))
+    run = RunDir.create(config.runs_dir, name)
     book = RunBook(run, config, progress, data.name, suffix=".npz")
     norm = {"mean": normalizer.mean, "std": normalizer.std}
     extra = {"model": mlp_spec(net), "dataset": data.name, "classes": list(data.classes),
@@ -130,9 +132,18 @@ def train_numpy(config: TrainConfig, data: DigitData | None = None,
                        "(one thread order, seeded shuffles and initialisation)")
     train_seconds, last_lr = 0.0, config.lr
 
+    total_steps = (1 if config.dry_run else config.epochs) * steps_per_epoch
+    fit_start = time.perf_counter()
+
     def on_step(step: int, loss: float, lr: float) -> None:
         nonlocal last_lr
         last_lr = lr
+        if progress.due():  # a terminal's status line, or a plain line every 5 s when piped
+            elapsed = time.perf_counter() - fit_start  # (evaluation included: a rough ETA)
+            progress.update(f"epoch {(step - 1) // steps_per_epoch + 1}/{config.epochs} step "
+                            f"{(step - 1) % steps_per_epoch + 1}/{steps_per_epoch} loss "
+                            f"{loss:.4f} lr {lr:.2g} ETA "
+                            f"{format_eta((total_steps - step) * elapsed / max(step, 1))}")
         if step % config.log_interval == 0:
             run.log({"kind": "step", "epoch": (step - 1) // steps_per_epoch + 1, "step": step,
                      "train_loss": loss, "lr": lr})

@@ -125,8 +125,9 @@ def candidates(device: torch.device, bf16: str, channels_last: bool | None,
     return [Candidate(b, c) for b in bf16_options for c in layouts], why
 
 
-def _prepare(model: nn.Module, batch: Batch, device: torch.device, candidate: Candidate,
-             make_optimizer: Callable[[nn.Module], torch.optim.Optimizer]) -> Callable[[], None]:
+def prepare_step(model: nn.Module, batch: Batch, device: torch.device, candidate: Candidate,
+                 make_optimizer: Callable[[nn.Module], torch.optim.Optimizer]
+                 ) -> Callable[[], None]:
     """A training step of `candidate` on its own copy of the model, ready to call."""
     net = copy.deepcopy(model).train()
     x, y = batch
@@ -165,7 +166,7 @@ def measure(model: nn.Module, batch: Batch, device: torch.device,
         steps = []
         warm_start = timer()
         for c in cands:
-            step = _prepare(model, batch, device, c, make_optimizer)
+            step = prepare_step(model, batch, device, c, make_optimizer)
             step()
             steps.append((c.label, step))
         synchronize(device)
@@ -328,8 +329,7 @@ def choose_for_run(config: Any, model: nn.Module, images: torch.Tensor, labels: 
         say(f"precision: {Candidate(*pick).label} (--deterministic: not measured, so that "
             "the run repeats exactly; --bf16 on and --channels-last to choose)")
     elif dist.is_main:
-        n = min(distributed.per_rank_batch(config.batch_size, dist), len(labels))
-        batch = (normalizer(images[:n]).to(device), labels[:n].to(device))
+        batch = first_batch(config, images, labels, normalizer, device, dist)
         verdict = choose(model, batch, device, bf16, channels_last,
                          make_optimizer=lambda net: build_optimizer(net, config))
         say(verdict.describe())
@@ -338,6 +338,16 @@ def choose_for_run(config: Any, model: nn.Module, images: torch.Tensor, labels: 
         pick = (verdict.choice.bf16, verdict.choice.channels_last)
     bf16_on, layout = distributed.broadcast_object(pick, dist)
     return bool(bf16_on), bool(layout)
+
+
+def first_batch(config: Any, images: torch.Tensor, labels: torch.Tensor,
+                normalizer: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
+                dist: Any) -> Batch:
+    """A real batch of the run's size per process, for timing steps at start-up."""
+    from mnistlab.train import distributed
+
+    n = min(distributed.per_rank_batch(config.batch_size, dist), len(labels))
+    return normalizer(images[:n]).to(device), labels[:n].to(device)
 
 
 def _recorded_layout(state: dict[str, Any]) -> bool | None:

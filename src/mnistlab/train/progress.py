@@ -8,26 +8,50 @@ from __future__ import annotations
 import time
 from typing import Any, TextIO
 
+LIVE_EVERY_S = 0.2  # redraws of a terminal's status line
+PLAIN_EVERY_S = 5.0  # plain status lines when the output is a file or a pipe
+
 
 class Progress:
-    """The Keras-style progress line: rewritten in place on a terminal, one line per epoch."""
+    """The Keras-style progress line: rewritten in place on a terminal, one line per epoch.
+    When the output is not a terminal (a file, a pipe, a CI log), a plain status line is
+    printed instead whenever nothing else was printed for `plain_every_s` seconds, so that
+    a slow run never looks dead."""
 
-    def __init__(self, stream: TextIO, enabled: bool) -> None:
-        self.stream, self.enabled = stream, enabled
-        self.live = enabled and stream.isatty()
+    def __init__(self, stream: TextIO, enabled: bool, *, plain_every_s: float = PLAIN_EVERY_S,
+                 clock: Any = time.perf_counter) -> None:
+        self.stream, self.enabled, self.clock = stream, enabled, clock
+        isatty = getattr(stream, "isatty", None)
+        self.live = enabled and bool(isatty and isatty())
+        self.plain_every_s = plain_every_s
         self.last_draw = 0.0
+        self.last_line = clock()  # when the last whole line was written
 
     def print(self, text: str) -> None:
         if self.enabled:
             self.stream.write(("\r\033[K" if self.live else "") + text + "\n")
             self.stream.flush()
+            self.last_line = self.clock()
+
+    def due(self) -> bool:
+        """Whether `update` would show something now: cheap, for a per-step check."""
+        if not self.enabled:
+            return False
+        now = self.clock()
+        if self.live:
+            return now - self.last_draw > LIVE_EVERY_S
+        return now - self.last_line >= self.plain_every_s
 
     def update(self, text: str) -> None:
-        now = time.perf_counter()
-        if self.live and now - self.last_draw > 0.2:
+        """The status line: redrawn in place on a terminal, else a plain line when due."""
+        if not self.due():
+            return
+        if self.live:
             self.stream.write("\r\033[K" + text)
             self.stream.flush()
-            self.last_draw = now
+            self.last_draw = self.clock()
+        else:
+            self.print(text)
 
 
 def format_epoch_line(row: dict[str, Any], epochs: int) -> str:
@@ -43,7 +67,35 @@ def format_epoch_line(row: dict[str, Any], epochs: int) -> str:
     return " | ".join(parts)
 
 
+# The start-up phases a final line names (Trainer.startup), in order.
+STARTUP_LABELS = (("before_trainer", "Python and imports"), ("data", "data"),
+                  ("model_threads_precision", "threads and precision"),
+                  ("batches", "batches and not-a-digit set-up"))
+
+
+def format_eta(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
 def format_final_line(test_acc: float, correct: int, total: int, train_seconds: float,
-                      wall_seconds: float, run_path: Any) -> str:
+                      wall_seconds: float, run_path: Any, command_seconds: float | None = None,
+                      scope: str = "", startup: dict[str, float] | None = None) -> str:
+    """`wall_seconds` counts from the start of training (every session of the run);
+    `command_seconds`, where the command line marked its start (train.clock), the whole
+    command, as `scope` says."""
+    if command_seconds is not None:
+        parts = [f"{label} {startup[key]:.1f} s" for key, label in STARTUP_LABELS
+                 if startup and startup.get(key, 0.0) >= 0.05]
+        whole = (f"{command_seconds:.1f} s in all ({scope}"
+                 + (f"; before training: {', '.join(parts)}" if parts else "") + ")")
+    else:
+        whole = f"{wall_seconds:.1f} s since training started (set-up not counted)"
     return (f"test accuracy {test_acc:.2%} ({correct}/{total}), {train_seconds:.1f} s training, "
-            f"{wall_seconds:.1f} s in all, {run_path}/")
+            f"{whole}, {run_path}/")

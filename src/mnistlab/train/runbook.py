@@ -21,19 +21,23 @@ from typing import Any
 from mnistlab.atomic import copy_file
 from mnistlab.data.pipeline import Split, train_val_split
 from mnistlab.errors import MnistlabError
+from mnistlab.train import clock
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.progress import Progress, format_epoch_line, format_final_line
 from mnistlab.train.rundir import RunDir
+from mnistlab.train.threads import plural
 
 # Every summary.json has exactly these keys, whichever backend trained the model.
 SUMMARY_KEYS = ("dataset", "model", "backend", "model_kwargs", "parameters", "test",
                 "test_accuracy", "test_loss", "best_val_accuracy", "best_epoch", "epochs_run",
                 "steps", "train_seconds", "wall_seconds", "images_per_s", "device", "bf16",
-                "world_size", "checkpoint", "dry_run")
+                "world_size", "checkpoint", "dry_run", "command_seconds", "startup_seconds",
+                "threads")
 
 # The `resolved` block of config.json: what the options turned into on this machine.
-RESOLVED_KEYS = ("backend", "device", "bf16", "channels_last", "threads", "world_size",
-                 "normalizer", "train_size", "val_size", "test_size", "steps_per_epoch")
+RESOLVED_KEYS = ("backend", "device", "bf16", "channels_last", "threads", "threads_choice",
+                 "world_size", "normalizer", "train_size", "val_size", "test_size",
+                 "steps_per_epoch")
 
 
 def split_for_run(config: TrainConfig, data: Any) -> tuple[Split, Split]:
@@ -42,6 +46,10 @@ def split_for_run(config: TrainConfig, data: Any) -> tuple[Split, Split]:
     if config.val_size >= len(data.train_labels):
         raise MnistlabError(f"--val-size {config.val_size} leaves no training images "
                             f"(the training set has {len(data.train_labels)})")
+    train_size = len(data.train_labels) - config.val_size
+    if config.batch_size > train_size:
+        raise MnistlabError(f"--batch-size {config.batch_size} is larger than the training split "
+                            f"({train_size:,} images after --val-size {config.val_size})")
     return train_val_split(data.train_images, data.train_labels, config.val_size, config.seed)
 
 
@@ -68,10 +76,10 @@ class RunBook:
         p.print(f"data {self.dataset}: train {resolved['train_size']:,} / "
                 f"val {resolved['val_size']:,} / test {resolved['test_size']:,}; "
                 f"{resolved['steps_per_epoch']} steps per epoch of {resolved['batch_size']}")
-        threads = f", {resolved['threads']} threads" if resolved.get("threads") else ""
+        threads = f", {plural(resolved['threads'], 'thread')}" if resolved.get("threads") else ""
         p.print(f"device {resolved['device']}, bf16 {'on' if resolved['bf16'] else 'off'}"
-                f"{threads}, {cfg.optimizer} lr {cfg.lr} {cfg.schedule}, {cfg.epochs} epochs"
-                f" -> {self.run.path}/")
+                f"{threads}, {cfg.optimizer} lr {cfg.lr} {cfg.schedule}, "
+                f"{plural(cfg.epochs, 'epoch')} -> {self.run.path}/")
         if cfg.dry_run:
             p.print("DRY RUN: one batch of training and one of evaluation per epoch; "
                     "the run is marked dry_run and is not a result")
@@ -113,10 +121,14 @@ class RunBook:
     def finish(self, test: Any, *, backend: str, model_kwargs: dict[str, Any], parameters: int,
                epochs_run: int, steps: int, images: int, train_seconds: float,
                wall_seconds: float, device: str, bf16: bool, world_size: int = 1,
-               has_val: bool = True) -> dict[str, Any]:
+               has_val: bool = True, startup_seconds: dict[str, float] | None = None,
+               threads: dict[str, Any] | None = None) -> dict[str, Any]:
         """summary.json from the test result of the best checkpoint; prints the final line.
-        `images`: training images seen in all sessions (for images/s)."""
+        `images`: training images seen in all sessions (for images/s). `startup_seconds`:
+        where this command's time before training went; `threads`: what was chosen and
+        changed (train.threads)."""
         cfg = self.config
+        command_seconds = clock.command_seconds()  # None unless the command line marked it
         summary = {
             "dataset": self.dataset, "model": cfg.model, "backend": backend,
             "model_kwargs": model_kwargs, "parameters": parameters,
@@ -127,11 +139,14 @@ class RunBook:
             "images_per_s": images / max(train_seconds, 1e-9),
             "device": device, "bf16": bf16, "world_size": world_size,
             "checkpoint": self.best_path.name, "dry_run": cfg.dry_run,
+            "command_seconds": command_seconds, "startup_seconds": startup_seconds,
+            "threads": threads,
         }
         assert tuple(summary) == SUMMARY_KEYS
         if self.is_main:
             self.run.write_summary(summary)
         line = format_final_line(test.accuracy, test.correct, test.total, train_seconds,
-                                 wall_seconds, self.run.path)
+                                 wall_seconds, self.run.path, command_seconds,
+                                 clock.command_scope(), startup_seconds)
         self.progress.print(f"DRY RUN (not a result): {line}" if cfg.dry_run else line)
         return summary

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -48,14 +49,38 @@ class RunDir:
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = []
 
-    @classmethod
-    def create(cls, runs_dir: str, name: str) -> RunDir:
+    @staticmethod
+    def check_new(runs_dir: str, name: str) -> Path:
+        """Refuse a run folder that is in use, before any work is done for the run."""
         path = Path(runs_dir) / name
-        if path.exists() and any(path.iterdir()):
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise MnistlabError(f"{path}: run directory exists and is not empty "
                                 "(use --resume to continue it, or choose another --name)")
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
+        return path
+
+    @classmethod
+    def create(cls, runs_dir: str, name: str) -> RunDir:
+        path = cls.check_new(runs_dir, name)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise MnistlabError(f"{path}: cannot create the run directory "
+                                f"({e.strerror or e})") from None
+        run = cls(path)
+        run.created = True
+        return run
+
+    created = False  # made by this process (so that a failed start may remove it)
+
+    def discard(self) -> None:
+        """Remove a run that failed before its first checkpoint: the files a run writes
+        first, then the folder if nothing else is in it. Nothing else is touched."""
+        if not self.created or self.file("last.pt").exists():
+            return
+        for name in ("config.json", "metrics.csv"):
+            self.file(name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # something else is in it: leave it
+            self.path.rmdir()
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> RunDir:
