@@ -18,8 +18,8 @@ a floor for what the server alone could do.
 `--preprocess` starts no server: it times, in this process and side by side (interleaved
 picture by picture, so that a change in the machine's load hits all alike), the ways of
 bringing the same PNGs into MNIST form: `prepare` as the server calls it (clean canvases take
-the fast path), `prepare(fast=False)` (the full photo path), and the earlier global-threshold
-method, and prints the median milliseconds per picture of each.
+the fast path) and `prepare(fast=False)` (the full photo path), and prints the median
+milliseconds per picture of each.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def time_preprocessing(payloads: list[bytes], rounds: int = 5,
     """Median ms per picture of each way to preprocess `payloads` (decoded beforehand, as
     the server does before it calls `prepare`), measured side by side; `extra` adds ways to
     time alongside (an earlier version of the module, say)."""
-    from mnistlab.predict.preprocess import prepare, to_mnist
+    from mnistlab.predict.preprocess import prepare
 
     def decoded(data: bytes) -> Image.Image:
         image = Image.open(io.BytesIO(data))
@@ -170,7 +170,6 @@ def time_preprocessing(payloads: list[bytes], rounds: int = 5,
     ways: dict[str, Callable[[Image.Image], object]] = {
         "fast path (prepare)": prepare,
         "full path (prepare, fast=False)": lambda image: prepare(image, fast=False),
-        "global (to_mnist, method='global')": lambda image: to_mnist(image, method="global"),
         **(extra or {}),
     }
     images = [decoded(data) for data in payloads]

@@ -121,10 +121,9 @@ def test_alpha_channel_is_composited_on_white():
     Image.new("L", (100, 100), 255), Image.new("L", (100, 100), 0),
     Image.new("RGB", (50, 80), (128, 128, 128)), Image.new("RGBA", (64, 64), (0, 0, 0, 0)),
 ], ids=["white", "black", "grey", "transparent"])
-@pytest.mark.parametrize("method", ["local", "global"])
-def test_blank_canvas_is_an_error(image, method):
+def test_blank_canvas_is_an_error(image):
     with pytest.raises(MnistlabError, match=r"^empty image: no ink found$"):
-        to_mnist(image, method=method)
+        to_mnist(image)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (7, 40), (300, 5)])
@@ -132,11 +131,6 @@ def test_tiny_picture_is_too_small_not_empty(size):
     with pytest.raises(MnistlabError, match=r"^image too small \(\d+x\d+ px; a digit needs "
                                             r"at least 8x8\)$"):
         to_mnist(Image.new("L", size, 0))
-
-
-def test_unknown_method_is_refused():
-    with pytest.raises(MnistlabError, match="unknown preprocessing method 'otsu'"):
-        to_mnist(draw("7"), method="otsu")
 
 
 def gradient_paper_with_small_digit(seed: int = 0) -> Image.Image:
@@ -158,9 +152,6 @@ def test_small_digit_on_unevenly_lit_paper_fills_the_20px_box():
     assert prepared.problems == []
     x, y, _, h = prepared.box  # found where it was drawn, in the picture's pixels
     assert abs(x - 418) <= 4 and abs(y - 298) <= 4 and abs(h - 44) <= 6
-    # The global algorithm (one background level from the border) cannot find it at all.
-    with pytest.raises(MnistlabError, match="no ink found"):
-        to_mnist(image, method="global")
 
 
 def ruled_paper_with_digit(line: int = 170) -> Image.Image:

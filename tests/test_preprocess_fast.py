@@ -362,7 +362,6 @@ def test_the_load_benchmark_times_both_paths_side_by_side():
     result = bench.time_preprocessing(payloads, rounds=1)
     assert result["took_fast_path"] == 6  # white strokes on black: clean canvases
     assert set(result["median_ms"]) == {"decode", "fast path (prepare)",
-                                        "full path (prepare, fast=False)",
-                                        "global (to_mnist, method='global')"}
+                                        "full path (prepare, fast=False)"}
     assert all(ms > 0 for ms in result["median_ms"].values())
     assert result["full_over_fast"] > 0

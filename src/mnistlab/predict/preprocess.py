@@ -26,9 +26,7 @@ bit for bit (tests/test_preprocess_fast.py); photos, with their noise and uneven
 never clean. `Prepared.clean` says which path was taken; `fast=False` forces the full one.
 
 `prepare(image)` also says what looks wrong with the input (`Prepared.problems`: a single
-dot, too many separate pieces); `to_mnist` returns only the 28x28 array. The previous,
-single-level algorithm is kept as `to_mnist(image, method="global")` for comparison
-(benchmarks/realworld.py measures both).
+dot, too many separate pieces); `to_mnist` returns only the 28x28 array.
 """
 
 from __future__ import annotations
@@ -52,7 +50,6 @@ ANALYSIS_SIDE = 1024  # larger photos are analysed reduced to this longer side
 MAX_PIECES = 5  # more separate pieces of ink than this is not one digit
 CORE = 0.6  # the strong core: ink at least this share of the piece's strong ink
 SOLID = 0.85  # a blob fills at least this share of its convex hull (blob_like)
-METHODS = ("local", "global")
 
 
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
@@ -113,35 +110,6 @@ def border(array: np.ndarray) -> np.ndarray:
     d = max(1, min(h, w) // 50)
     return np.concatenate([array[:d].ravel(), array[-d:].ravel(),
                            array[d:-d, :d].ravel(), array[d:-d, -d:].ravel()])
-
-
-def ink_up(gray: np.ndarray) -> np.ndarray:
-    """The picture with the ink bright: inverted when the ink is darker than the paper."""
-    # The ink is what lies farthest from the background level (the border's median): if
-    # the darkest pixels are farther from it than the brightest, it is dark ink on paper,
-    # however dimly the paper is lit.
-    level = float(np.median(border(gray)))
-    darkest, brightest = np.percentile(gray, [0.1, 99.9])
-    return 1.0 - gray if level - darkest > brightest - level else gray
-
-
-# ---- the previous algorithm: one background level for the whole picture --------------------
-
-def ink_on_black(gray: np.ndarray, denoise: bool = True) -> np.ndarray:
-    """White ink on a black background, scaled so the strongest ink is 1 (one global level)."""
-    gray = ink_up(gray)
-    ring = border(gray)
-    background = float(np.median(ring))
-    if denoise:
-        # Everything up to a robust upper bound of the border's spread (median + 3 * 1.4826
-        # * MAD, which is 3 sigma for Gaussian noise) is paper.
-        spread = 1.4826 * float(np.median(np.abs(ring - background)))
-        background = background + 3.0 * spread
-    ink = np.clip(gray - background, 0.0, None)
-    top = float(ink.max())
-    if top < MIN_CONTRAST:
-        raise MnistlabError("empty image: no ink found")
-    return ink / top
 
 
 # ---- connected pieces of ink, without scipy -------------------------------------------------
@@ -625,7 +593,6 @@ def choose_digit(ink: Ink) -> tuple[np.ndarray, list[str]]:
     return member, problems
 
 
-
 @dataclass
 class Prepared:
     """A picture in MNIST form, and what looks wrong with it as a digit. A non-empty
@@ -668,26 +635,12 @@ def prepare(image: Image.Image, denoise: bool = True, fast: bool = True) -> Prep
     return Prepared(frame(soft), problems, original_box(ink, *box, image.size), ink.clean)
 
 
-
-
-
-
-def to_mnist(image: Image.Image, denoise: bool = True, method: str = "local") -> np.ndarray:
-    """Any digit image -> uint8 (28, 28), white digit on black, framed as in MNIST.
-
-    `method="local"` (default) is the photo-proof algorithm above; `"global"` the earlier one
-    (one background level from the border), kept for comparison. `denoise=False` keeps faint
-    background texture. Raises MnistlabError for a blank picture ("empty image: no ink found")
-    or one too small to hold a digit ("image too small ...").
-    """
-    if method == "local":
-        return prepare(image, denoise).array
-    if method != "global":
-        raise MnistlabError(f"unknown preprocessing method '{method}' "
-                            f"(known: {', '.join(METHODS)})")
-    check_size(image)
-    ink = ink_on_black(grayscale(image), denoise)
-    return frame(ink)
+def to_mnist(image: Image.Image, denoise: bool = True) -> np.ndarray:
+    """Any digit image -> uint8 (28, 28), white digit on black, framed as in MNIST (the
+    array of `prepare`). `denoise=False` keeps faint background texture. Raises
+    MnistlabError for a blank picture ("empty image: no ink found") or one too small to hold
+    a digit ("image too small ...")."""
+    return prepare(image, denoise).array
 
 
 def from_array(array: np.ndarray) -> np.ndarray:
