@@ -74,7 +74,7 @@ def confusion(results: list[dict], expected: dict[str, str]) -> list[str]:
     names = sorted({n for r in results for n, s in r["findings"] if s != "note"})
     rows = sorted(results, key=lambda r: (r["script"] not in expected,
                                           expected.get(r["script"], ""), r["script"]))
-    head = ["script", "bug class", *[f"({i + 1})" for i in range(len(names))]]
+    head = ["script", "bug class", "s", *[f"({i + 1})" for i in range(len(names))]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         got = {n: s for n, s in r["findings"]}
@@ -85,7 +85,7 @@ def confusion(results: list[dict], expected: dict[str, str]) -> list[str]:
                 mark = f"**{mark}**"
             cells.append(mark)
         lines.append("| " + " | ".join([r["script"], expected.get(r["script"], "clean"),
-                                        *cells]) + " |")
+                                        f"{r['seconds']:.0f}", *cells]) + " |")
     lines.append("")
     lines.append("Columns: " + "; ".join(f"({i + 1}) `{n}`" for i, n in enumerate(names))
                  + ". Bold: the finding that names the script's bug.")
@@ -150,7 +150,15 @@ def main() -> int:
                         help="run each script in this process: seconds then exclude Python "
                              "and torch start-up (a few seconds a script)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--table-from", metavar="PATH",
+                        help="print the confusion table of an earlier run's --json, run nothing")
     args = parser.parse_args()
+    if args.table_from:
+        earlier = json.loads(Path(args.table_from).read_text())
+        results = [{**r, "findings": [tuple(f) for f in r["findings"]]}
+                   for r in earlier["results"]]
+        print("\n".join(confusion(results, json.loads((SCRIPTS / "expected.json").read_text()))))
+        return 0
     torch.set_num_threads(args.threads)
     info = machine()
     print(f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
