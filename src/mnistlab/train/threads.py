@@ -12,8 +12,8 @@ machine, and is measured twice:
   did. It keeps a reference rate per count (the best window seen at that count); when the
   rate at the current count falls below `collapse` times its reference, it tries the next
   lower count for a short window and keeps whichever was faster. Below the largest count it
-  probes the next higher one when its own rate rises well above where it settled (the other
-  work stopped), and otherwise now and then (every `probe_every_s`, doubled after each probe
+  probes the next higher one when its own rate doubles over the best it had there (the
+  other work stopped), and otherwise now and then (every `probe_every_s`, doubled after each probe
   that lost, up to `max_probe_every_s`), so that it goes back up when the machine frees up.
   A trial at a count that has collapsed ends after its first step.
 
@@ -208,8 +208,8 @@ class ThreadController:
                  set_threads: Callable[[int], None] | None = None, clock: Clock = time.perf_counter,
                  say: Callable[[str], None] | None = None, window_s: float = 1.0,
                  probe_s: float = 0.5, collapse: float = 0.5, margin: float = 0.1,
-                 hopeless: float = 4.0, freed: float = 1.5, probe_every_s: float = 30.0,
-                 max_probe_every_s: float = 240.0) -> None:
+                 hopeless: float = 4.0, freed: float = 2.0, probe_every_s: float = 60.0,
+                 max_probe_every_s: float = 480.0) -> None:
         if set_threads is None:
             import torch
 
@@ -222,8 +222,9 @@ class ThreadController:
         self.window_s, self.probe_s, self.collapse, self.margin = (window_s, probe_s, collapse,
                                                                    margin)
         self.hopeless, self.freed = hopeless, freed
-        # The rate at each count when the run settled there (or when a probe of more threads
-        # last lost): a rise of `freed` times above it is evidence that the machine freed up.
+        # The best rate at each count since the run settled there (or since a probe of more
+        # threads last lost): a rise of `freed` times above it is evidence that the machine
+        # freed up. The best, not the first: a slow first window must not fake a rise.
         self.floor: dict[int, float] = {}
         self.base_probe_every_s, self.max_probe_every_s = probe_every_s, max_probe_every_s
         self.reference: dict[int, float] = {}  # the best window rate seen at each count
@@ -314,7 +315,7 @@ class ThreadController:
         self.latest[n] = rate
         ref = self.reference.get(n)
         self.reference[n] = max(ref or 0.0, rate)
-        floor = self.floor.setdefault(n, rate)
+        floor = self.floor.get(n, rate)
         lower = [c for c in self.counts if c < n]
         higher = [c for c in self.counts if c > n]
         if ref is not None and lower and rate < self.collapse * ref and now >= self.next["down"]:
@@ -327,6 +328,8 @@ class ThreadController:
         elif higher and now >= self.next["up"]:
             self._try(higher[0], n, "probing whether the machine has freed up")
         else:
+            if rate <= 1.25 * floor:  # drift raises the floor; a jump (a window that spans
+                self.floor[n] = max(floor, rate)  # the end of the other work) does not
             self.begin()
 
     def _try(self, count: int, back: int, why: str) -> None:
