@@ -192,7 +192,7 @@ class OutlierExposure:
         trainer.progress.print(
             f"not a digit: {SCORE} >= {gate.threshold:.3f} keeps {gate.val_accept:.1%} of "
             f"validation digits and {figures['test_accept']:.1%} of test digits; rejects "
-            f"{figures['holdout_reject']:.1%} of held-out non-digits")
+            f"{figures['holdout_reject']:.1%} of development non-digits (generated)")
         self.figures = figures
         return figures
 
