@@ -240,8 +240,10 @@ def pinned_figures(result: dict[str, Any]) -> dict[str, float]:
 def write_pins(result: dict[str, Any]) -> None:
     info = machine()
     figures = pinned_figures(result)
-    write_json(PINNED, {"run": result["run"], "set": "heldout.SMALL, seed 0",
-                        "figures": figures, "machine": info["cpu"], "torch": info["torch"],
+    counts = {m: int(result["summary"][HELD][m]["n"]) for m in fig.PINNED}
+    write_json(PINNED, {"run": Path(result["run"]).name, "set": "heldout.SMALL, seed 0",
+                        "figures": figures, "pictures": counts,
+                        "machine": info["cpu"], "torch": info["torch"],
                         "margin_points": 3.0,
                         "written_by": "python benchmarks/realworld.py RUN --small --pin"})
     print(f"pinned figures of {result['run']} written to {PINNED}:")
