@@ -12,7 +12,7 @@ from mnistlab.cli import main
 from mnistlab.notadigit.gate import DigitGate
 from mnistlab.predict.reader import Reader
 
-pytestmark = pytest.mark.real_data
+pytestmark = [pytest.mark.real_data, pytest.mark.slow]
 
 
 def on_paper(digits: list[np.ndarray], gap: int) -> Image.Image:
