@@ -90,10 +90,10 @@ def dots_png(count: int = 1000, side: int = 1024, seed: int = 0) -> bytes:
     cells = int(np.ceil(np.sqrt(count)))
     step = side // cells
     for k in range(count):
-        x = (k % cells) * step + int(rng.integers(0, step - 2))
-        y = (k // cells) * step + int(rng.integers(0, step - 5))
+        x = (k % cells) * step + int(rng.integers(0, max(1, step - 2)))
+        y = (k // cells) * step + int(rng.integers(0, max(1, step - 5)))
         for dy in range(4):
-            pixels[x, y + dy] = 0
+            pixels[x, min(side - 1, y + dy)] = 0
     return png(image)
 
 

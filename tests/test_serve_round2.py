@@ -26,6 +26,7 @@ import serve_extras  # noqa: F401 - skips this module (fails in CI) without the 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
+from benchmarks.attack import dash_png, dots_png  # the attack benchmark's own pictures
 from PIL import Image, ImageDraw
 
 from mnistlab.cli import main
@@ -71,29 +72,6 @@ def client(service):
 def server(run_dir):
     with running_server(run_dir, extra_args=("--body-timeout", "3")) as url:
         yield url
-
-
-def dots_png(count: int = 1000, side: int = 1024, seed: int = 0) -> bytes:
-    """About `count` separate 1x4 px bars on white: the attack on whole-number mode."""
-    image = Image.new("L", (side, side), 255)
-    pixels = image.load()
-    rng = np.random.default_rng(seed)
-    cells = int(np.ceil(np.sqrt(count)))
-    step = side // cells
-    for k in range(count):
-        x = (k % cells) * step + int(rng.integers(0, max(1, step - 2)))
-        y = (k // cells) * step + int(rng.integers(0, max(1, step - 5)))
-        for dy in range(4):
-            pixels[x, min(side - 1, y + dy)] = 0
-    return encode(image)
-
-
-def dash_png() -> bytes:
-    """28x28 white, pixels (10, 14) and (11, 14) black: the two-pixel dash."""
-    image = Image.new("L", (28, 28), 255)
-    image.putpixel((10, 14), 0)
-    image.putpixel((11, 14), 0)
-    return encode(image)
 
 
 # ---- 1. malformed JSON is parsed off the event loop, in linear time ---------------------------
