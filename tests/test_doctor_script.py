@@ -23,6 +23,8 @@ from torch.utils.data import DataLoader
 from mnistlab.cli import main
 from mnistlab.doctor.script import examine_script, run_script
 
+pytestmark = pytest.mark.real_data  # the scripts' stand-ins read the real MNIST
+
 torch.set_num_threads(1)
 SCRIPTS = Path(__file__).resolve().parents[1] / "examples" / "pitfalls" / "scripts"
 STEPS, SECONDS = 40, 8.0
@@ -164,8 +166,6 @@ def test_deliberate_accumulation_is_not_a_missing_zero_grad(tmp_path):
     script = _script(tmp_path, """
 import torch
 from torch import nn
-
-pytestmark = pytest.mark.real_data  # the scripts' stand-ins read the real MNIST
 torch.manual_seed(0)
 x, y = torch.randn(256, 20), torch.randint(0, 4, (256,))
 model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 4))
