@@ -73,7 +73,7 @@ def expand(paths: list[str]) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from mnistlab.device import resolve_device
     from mnistlab.errors import MnistlabError
-    from mnistlab.predict import load_image, prepare
+    from mnistlab.predict import load_image
     from mnistlab.predict.reader import Reader
     from mnistlab.text import plural
 
@@ -98,20 +98,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {reader.note}", file=sys.stderr)
 
     good: list[Path] = []
-    items: list = []  # per good file: a Prepared, or a NumberReading (--number)
+    items: list = []  # per good file: a Looked, or a NumberReading (--number)
     failures: list[str] = []
     for path in files:
         try:
             image = load_image(path)
             items.append(reader.read_number(image) if args.number
-                         else prepare(image, denoise=args.denoise))
+                         else reader.look(image, denoise=args.denoise))
         except MnistlabError as e:
             message = str(e)
             failures.append(message if message.startswith(str(path)) else f"{path}: {message}")
             continue
         good.append(path)
-    readings = (items if args.number
-                else reader.read_prepared(items, lambda i: load_image(good[i])))
+    readings = items if args.number else reader.read_looked(items)
     for message in failures:
         print(f"mnistlab: error: {message}", file=sys.stderr)
     if not good:

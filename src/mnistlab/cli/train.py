@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="leave these negative families out of outlier exposure, to measure "
                         "how rejection carries over to a family never trained on "
                         "(benchmarks/realworld.py --lofo); the families: letter, scribble, "
-                        "zigzag, shape, blob, dots, noise, bars")
+                        "zigzag, shape, blob, dots, noise, bars (default: none)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=S)
     g.add_argument("--deterministic", action="store_true", default=S,

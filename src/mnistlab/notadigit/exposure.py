@@ -99,7 +99,7 @@ class OutlierExposure:
         self.seed, self.rank = config.seed, trainer.dist.rank
         self.per_step = max(1, trainer.train_batches.batch_size // PER_DIGITS)
         images, kinds = negatives.load_bank(BANK_SIZE, BANK_SEED, "train")
-        excluded = [k for k in config.negatives_exclude.split(",") if k]
+        excluded = negatives.kinds_named(config.negatives_exclude)
         if excluded:  # a family left out, to measure rejection of it unseen
             keep = ~np.isin(kinds, [negatives.KINDS.index(k) for k in excluded])
             images = images[keep]

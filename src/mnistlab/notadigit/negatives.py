@@ -69,6 +69,11 @@ LETTERS = "EFHKMNRVWXYfkmpvwx"
 assert not set(LETTERS) & set(EXCLUDED)
 
 KINDS = ("letter", "scribble", "zigzag", "shape", "blob", "dots", "noise", "bars")
+
+
+def kinds_named(text: str) -> list[str]:
+    """The families in a comma-separated option value ("letter,shape"; "" names none)."""
+    return [name for name in text.split(",") if name]
 # Share of each kind in a bank: letters and strokes are what people draw by mistake.
 WEIGHTS = (0.30, 0.16, 0.08, 0.16, 0.10, 0.06, 0.04, 0.10)
 

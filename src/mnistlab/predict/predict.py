@@ -113,17 +113,3 @@ def predictions_from_logits(logits: torch.Tensor, top_k: int = 3) -> list[Predic
                        top=list(zip(ti.tolist(), tp.tolist(), strict=True)),
                        logits=lg.tolist(), probabilities=p.tolist())
             for lg, p, tp, ti in zip(logits, probs, top_p, top_i, strict=True)]
-
-
-def number_to_dict(crops: Sequence[Any], predictions: Sequence[Prediction],
-                   classes: Sequence[str] | None = None) -> dict[str, Any]:
-    """A number read digit by digit (`segment_digits` crops and their predictions) as JSON:
-    the digits read, and per digit its label, probability and box [x, y, width, height] in
-    the original picture."""
-    def name(i: int) -> str:
-        return classes[i] if classes is not None else str(i)
-
-    return {"text": "".join(name(p.label) for p in predictions),
-            "digits": [{"label": p.label, "probability": p.probability,
-                        "box": [int(v) for v in crop.box]}
-                       for crop, p in zip(crops, predictions, strict=True)]}

@@ -621,7 +621,12 @@ def prepare(image: Image.Image, denoise: bool = True, fast: bool = True) -> Prep
     `denoise=False` keeps the faint texture (everything above the local paper level) inside
     the digit's box, instead of only the digit's own connected ink. `fast=False` reads a
     clean picture the long way too (the same result; for comparison)."""
-    ink = analyse(image, fast)
+    return prepare_ink(analyse(image, fast), image.size, denoise)
+
+
+def prepare_ink(ink: Ink, size: tuple[int, int], denoise: bool = True) -> Prepared:
+    """`prepare` for a picture already analysed (`analyse`), of `size` (width, height): so
+    that one analysis can serve both a single digit and a number (predict.reader)."""
     member, problems = choose_digit(ink)
     p = ink.pieces
     box = (p.x0[member].min(), p.y0[member].min(), p.x1[member].max(), p.y1[member].max())
@@ -632,7 +637,7 @@ def prepare(image: Image.Image, denoise: bool = True, fast: bool = True) -> Prep
         x0, y0, x1, y1 = box
         soft[y0:y1, x0:x1] = ink.strength[y0:y1, x0:x1]
         soft = soft / max(float(soft.max()), 1e-6)
-    return Prepared(frame(soft), problems, original_box(ink, *box, image.size), ink.clean)
+    return Prepared(frame(soft), problems, original_box(ink, *box, size), ink.clean)
 
 
 def to_mnist(image: Image.Image, denoise: bool = True) -> np.ndarray:

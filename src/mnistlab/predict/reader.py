@@ -13,7 +13,7 @@ and the same input checks.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +27,8 @@ from mnistlab.data.pipeline import Normalizer
 from mnistlab.errors import MnistlabError
 from mnistlab.notadigit.gate import DigitGate
 from mnistlab.predict.predict import Prediction, judge, predict
-from mnistlab.predict.preprocess import Prepared, prepare
-from mnistlab.predict.segment import DigitCrop, segment_digits
+from mnistlab.predict.preprocess import Prepared, analyse, prepare_ink
+from mnistlab.predict.segment import DigitCrop, segment_digits, segment_ink
 
 # Said of a single-digit picture that reads as a number whose every digit passes the gate:
 # it is not one digit, and the user most likely meant --number.
@@ -46,6 +46,14 @@ class Reading:
     @property
     def is_digit(self) -> bool:
         return bool(self.prediction.is_digit)
+
+
+@dataclass(frozen=True)
+class Looked:
+    """A picture analysed once (`Reader.look`): its single-digit form and its digits."""
+
+    prepared: Prepared
+    crops: list[DigitCrop]
 
 
 @dataclass(frozen=True)
@@ -133,22 +141,29 @@ class Reader:
 
     def read_many(self, images: Sequence[Image.Image], denoise: bool = True) -> list[Reading]:
         """One digit per picture, in one batched forward pass."""
-        prepared = [prepare(image, denoise=denoise) for image in images]
-        return self.read_prepared(prepared, images.__getitem__)
+        return self.read_looked([self.look(image, denoise) for image in images])
 
-    def read_prepared(self, prepared: Sequence[Prepared],
-                      picture: Callable[[int], Image.Image]) -> list[Reading]:
-        """`read_many` for pictures already brought into MNIST form (`preprocess.prepare`),
-        e.g. to report a picture that cannot be prepared without losing the others.
-        `picture(i)` gives the i-th original back (loaded again on demand, so that a folder
-        of photos is not held in memory): a picture that reads as a number of two or more
-        accepted digits is not one digit, and its reason says to read it as a number."""
-        hints = [self._number_hint(picture(i)) for i in range(len(prepared))]
-        problems = [[*p.problems, *([hint] if hint else [])]
-                    for p, hint in zip(prepared, hints, strict=True)]
-        predictions = self.classify([p.array for p in prepared], problems)
-        return [Reading(p, prediction)
-                for p, prediction in zip(prepared, predictions, strict=True)]
+    def look(self, image: Image.Image, denoise: bool = True) -> Looked:
+        """Analyse a picture once, for both readings: its single-digit MNIST form and the
+        digits it holds side by side. Raises MnistlabError as `preprocess.prepare` does."""
+        ink = analyse(image)
+        prepared = prepare_ink(ink, image.size, denoise)
+        try:
+            crops = segment_ink(ink, image.size)
+        except MnistlabError:  # too much ink to read as a number: no hint
+            crops = []
+        return Looked(prepared, crops)
+
+    def read_looked(self, looked: Sequence[Looked]) -> list[Reading]:
+        """`read_many` for pictures already analysed (`look`), e.g. to report a picture
+        that cannot be analysed without losing the others. A picture that reads as a number
+        of two or more accepted digits is not one digit, and its reason says to read it as
+        a number."""
+        problems = [[*seen.prepared.problems, *filter(None, [self._number_hint(seen.crops)])]
+                    for seen in looked]
+        predictions = self.classify([seen.prepared.array for seen in looked], problems)
+        return [Reading(seen.prepared, prediction)
+                for seen, prediction in zip(looked, predictions, strict=True)]
 
     def read_number(self, image: Image.Image, max_digits: int | None = None) -> NumberReading:
         """Every digit of a picture, left to right, each through the gate."""
@@ -158,12 +173,11 @@ class Reader:
                                 "are read in one picture")
         return NumberReading(crops, self.classify([c.array for c in crops]), self.classes)
 
-    def _number_hint(self, image: Image.Image) -> str | None:
+    def _number_hint(self, crops: list[DigitCrop]) -> str | None:
         """NUMBER_HINT when the picture holds two or more digits that all pass the gate."""
-        try:
-            number = self.read_number(image, max_digits=MAX_HINT_DIGITS)
-        except MnistlabError:
+        if not 2 <= len(crops) <= MAX_HINT_DIGITS:
             return None
-        if len(number.predictions) < 2 or not number.is_number:
+        number = NumberReading(crops, self.classify([c.array for c in crops]), self.classes)
+        if not number.is_number:
             return None
-        return NUMBER_HINT.format(count=len(number.predictions), text=number.text)
+        return NUMBER_HINT.format(count=len(crops), text=number.text)

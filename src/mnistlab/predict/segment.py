@@ -165,7 +165,15 @@ def segment_digits(image: Image.Image, fast: bool = True, *,
     digits, or still being read at `deadline` (a time.monotonic() value).
     A clean picture (a drawing canvas) is analysed by the fast path, with the same result;
     `fast=False` takes the full path anyway (see preprocess.analyse)."""
-    ink = analyse(image, fast)
+    return segment_ink(analyse(image, fast), image.size, max_pieces=max_pieces,
+                       max_digits=max_digits, deadline=deadline)
+
+
+def segment_ink(ink: Ink, size: tuple[int, int], *, max_pieces: int = MAX_NUMBER_PIECES,
+                max_digits: int = MAX_NUMBER_DIGITS,
+                deadline: float | None = None) -> list[DigitCrop]:
+    """`segment_digits` for a picture already analysed (`preprocess.analyse`), of `size`
+    (width, height)."""
     p = ink.pieces
     pieces = int(np.count_nonzero(ink.keep))
     if pieces > max_pieces:  # grouping and framing cost grows with the pieces: refuse now
@@ -202,7 +210,7 @@ def segment_digits(image: Image.Image, fast: bool = True, *,
             if rows.size == 0:
                 continue
             top, bottom = y0 + rows[0], y0 + rows[-1] + 1
-            box = original_box(ink, x0 + c0, top, x0 + c1, bottom, image.size)
+            box = original_box(ink, x0 + c0, top, x0 + c1, bottom, size)
             crops.append((x0 + c0, DigitCrop(box, frame(piece))))
     crops.sort(key=lambda item: item[0])
     return [crop for _, crop in crops]

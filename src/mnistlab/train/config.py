@@ -118,9 +118,9 @@ def outlier_exposure_enabled(config: TrainConfig) -> bool:
 
 def negatives_exclude_checks(text: str) -> list[tuple[bool, str, str]]:
     """--negatives-exclude names known negative families and leaves at least one."""
-    from mnistlab.notadigit.negatives import KINDS  # the families' one definition
+    from mnistlab.notadigit.negatives import KINDS, kinds_named  # the families' definition
 
-    names = [n for n in text.split(",") if n] if text else []
+    names = kinds_named(text)
     unknown = [n for n in names if n not in KINDS]
     return [(not unknown, "negatives-exclude",
              f"unknown famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
