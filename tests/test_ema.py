@@ -2,12 +2,18 @@
 
 The average is checked against a hand computation and against PyTorch's AveragedModel; a
 run with it validates, tests and saves the average, records the trained weights' figures
-beside it, and refuses what it cannot honour. Exact resume with it is in test_train.py.
+beside it, trains under torchrun, and the numpy backend refuses it. Exact resume with it is
+in test_train.py (test_resume_after_one_epoch_is_exact, test_ctrl_c_saves_...).
 """
 
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +21,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from conftest import synthetic_spec, write_dataset
-from mnistlab.checkpoint import load_checkpoint, load_model
+from mnistlab.checkpoint import load_checkpoint, load_model, save_checkpoint
 from mnistlab.cli import main
 from mnistlab.data.pipeline import Split
 from mnistlab.data.registry import DATASETS
@@ -23,7 +29,9 @@ from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import evaluate
 from mnistlab.models import create_model
 from mnistlab.train import Callback, StepInfo, clock, resolve_config, train
+from mnistlab.train.config import TrainConfig
 from mnistlab.train.ema import WeightAverage
+from test_distributed import TESTS, WORKER, free_port
 
 DECAY = 0.9  # small, so that a few steps move the average well away from its start
 
@@ -188,8 +196,6 @@ def test_a_run_without_ema_keeps_its_checkpoint_and_summary_as_before(tmp_path, 
 
 def test_resuming_an_ema_run_whose_checkpoint_lost_its_ema_state_is_refused(tmp_path,
                                                                             synthetic_data):
-    from mnistlab.checkpoint import save_checkpoint
-
     cfg = run_config(tmp_path, "lost")
     run = train(cfg, data=synthetic_data, max_epochs=1, stream=io.StringIO()).run_dir
     state = load_checkpoint(run / "last.pt")
@@ -241,8 +247,6 @@ def test_the_numpy_backend_refuses_ema(synth, tmp_path, capsys):
 
 def test_the_numpy_backend_refuses_ema_given_in_a_config_built_by_hand(tmp_path,
                                                                        synthetic_data):
-    from mnistlab.train.config import TrainConfig
-
     config = TrainConfig(backend="numpy", model="mlp", ema=0.99, runs_dir=str(tmp_path))
     with pytest.raises(MnistlabError, match=r"--ema 0\.99: not supported by the numpy backend"):
         train(config, data=synthetic_data, stream=io.StringIO())
@@ -255,9 +259,36 @@ def test_ema_on_the_command_line_trains_with_it(synth, tmp_path, capsys):
     assert load_checkpoint(tmp_path / "runs" / "cli" / "best.pt")["config"]["ema"] == 0.99
 
 
-def test_model_creation_is_unchanged_by_the_average():
+def test_the_average_is_a_copy_with_tensors_of_its_own():
     # the average is a deep copy: the model the trainer trains keeps its own tensors
     model = create_model("fast", width=4)
     average = WeightAverage(model, 0.5)
     assert all(a.data_ptr() != b.data_ptr() for a, b in zip(average.module.parameters(),
                                                              model.parameters(), strict=True))
+
+
+def test_two_processes_train_with_the_average(tmp_path):
+    """torchrun (gloo, two ranks): DDP keeps the replicas' weights identical, so their
+    averages are too; rank 0 validates, saves and reports, as without --ema."""
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    out.mkdir()
+    worker = tmp_path / "worker.py"
+    source = WORKER.format(tests=str(TESTS), runs=str(runs), out=str(out))
+    assert "log_interval=5)" in source
+    worker.write_text(source.replace("log_interval=5)", f"log_interval=5, ema={DECAY})"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
+           "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(worker)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reports = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert reports[0]["weights_sum"] == pytest.approx(reports[1]["weights_sum"], rel=1e-6)
+    run_dir = Path(reports[0]["run_dir"])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    assert summary["ema"] == {"decay": DECAY, "updates": reports[0]["steps"]}
+    assert summary["raw_weights"]["test_acc"] > 0.5 and summary["test_accuracy"] > 0.5
+    last = load_checkpoint(run_dir / "last.pt")
+    assert last["ema"]["updates"] == reports[0]["steps"]
+    assert done.stdout.count(f"EMA {DECAY}:") == 1 and done.stdout.count("without EMA") == 1

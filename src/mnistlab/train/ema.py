@@ -10,6 +10,10 @@ average: a checkpoint's `state_dict` holds it, so that evaluate, predict, export
 use it unchanged; the weights being trained travel in the checkpoint's `ema` entry
 (`trained_state_dict`, with `decay` and `updates`) for an exact `--resume`.
 
+Under torchrun each rank averages its own replica: DDP keeps the replicas' weights identical,
+so the averages' weights are too (BatchNorm statistics differ slightly, as the replicas' do),
+and rank 0 validates and saves, as without --ema.
+
 This is `torch.optim.swa_utils.AveragedModel` with `get_ema_multi_avg_fn` and
 `use_buffers=True`, computed the same way (one `_foreach_lerp_` per step), in a small class
 because AveragedModel regroups every tensor by device and dtype on each step, and blends
