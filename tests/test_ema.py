@@ -292,3 +292,30 @@ def test_two_processes_train_with_the_average(tmp_path):
     last = load_checkpoint(run_dir / "last.pt")
     assert last["ema"]["updates"] == reports[0]["steps"]
     assert done.stdout.count(f"EMA {DECAY}:") == 1 and done.stdout.count("without EMA") == 1
+
+
+# ---- benchmarks/best_recipe.py: its table, without training ---------------------------------
+
+def test_the_benchmark_table_sets_the_average_beside_the_trained_weights(capsys):
+    from benchmarks import best_recipe
+
+    with_ema = {"best_val_accuracy": 0.996, "test_accuracy": 0.9971, "best_epoch": 24,
+                "raw_weights": {"val_acc": 0.995, "test_acc": 0.9965}}
+    without = {"best_val_accuracy": 0.9952, "test_accuracy": 0.9966, "best_epoch": 23}
+    assert best_recipe.figures(with_ema) == {"val EMA": 0.996, "val raw": 0.995,
+                                             "test EMA": 0.9971, "test raw": 0.9965}
+    assert best_recipe.figures(without)["val EMA"] is None
+    rows = [{"seed": s, **best_recipe.figures(with_ema), "best epoch": 24, "train s": t,
+             "command s": t + 10} for s, t in ((0, 300.0), (1, 310.0))]
+    text = best_recipe.table(rows)
+    assert text.splitlines()[0] == ("| seed | val EMA | val raw | test EMA | test raw | "
+                                    "best epoch | train s | command s |")
+    assert text.splitlines()[-1] == ("| **mean** | 99.60% | 99.50% | 99.71% | 99.65% | - | "
+                                     "305.0 | 315.0 |")
+    assert best_recipe.train_options(0.999, 30, ["--threads", "2"]) == [
+        "--ema", "0.999", "--epochs", "30", "--threads", "2"]
+    with pytest.raises(SystemExit) as e:
+        best_recipe.parse(["--ema", "1.5"])
+    assert e.value.code == 2 and "--ema must be between 0 and 1" in capsys.readouterr().err
+    assert best_recipe.parse(["--extra", "--threads 2", "--extra=--no-augment"]).extra == [
+        "--threads", "2", "--no-augment"]
