@@ -15,9 +15,11 @@ so the averages' weights are too (BatchNorm statistics differ slightly, as the r
 and rank 0 validates and saves, as without --ema.
 
 This is `torch.optim.swa_utils.AveragedModel` with `get_ema_multi_avg_fn` and
-`use_buffers=True`, computed the same way (one `_foreach_lerp_` per step), in a small class
-because AveragedModel regroups every tensor by device and dtype on each step, and blends
-`num_batches_tracked` as if it were a float.
+`use_buffers=True`, computed the same way (one `_foreach_lerp_` per step; equal bit for bit,
+tested), in a small class because AveragedModel regroups every tensor by device and dtype on
+each step (for the `best` recipe's net on one AMD EPYC core: 250 us a step against 33 us
+here, where a training step takes about 20 ms), and blends `num_batches_tracked` as if it
+were a float.
 """
 
 from __future__ import annotations
