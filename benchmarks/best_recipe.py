@@ -128,8 +128,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def folder_name(ema: float | None, epochs: int | None) -> str:
-    parts = [RECIPE, "no-ema" if not ema else f"ema{ema:g}"]
-    return "-".join(parts + ([f"epochs{epochs}"] if epochs else []))
+    """e.g. best-ema0.999-epochs30; plain `best` when the recipe decides everything."""
+    parts = [RECIPE]
+    if ema is not None:
+        parts.append(f"ema{ema:g}" if ema else "no-ema")
+    if epochs is not None:
+        parts.append(f"epochs{epochs}")
+    return "-".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:

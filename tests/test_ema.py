@@ -312,6 +312,8 @@ def test_the_benchmark_table_sets_the_average_beside_the_trained_weights(capsys)
                                     "best epoch | train s | command s |")
     assert text.splitlines()[-1] == ("| **mean** | 99.60% | 99.50% | 99.71% | 99.65% | - | "
                                      "305.0 | 315.0 |")
+    assert [best_recipe.folder_name(*a) for a in ((None, None), (0.0, None), (0.999, 30))] == [
+        "best", "best-no-ema", "best-ema0.999-epochs30"]
     assert best_recipe.train_options(0.999, 30, ["--threads", "2"]) == [
         "--ema", "0.999", "--epochs", "30", "--threads", "2"]
     with pytest.raises(SystemExit) as e:
