@@ -149,12 +149,23 @@ def assert_identical(a: dict, b: dict) -> None:
     for key, tensor in a["state_dict"].items():
         assert torch.equal(tensor, b["state_dict"][key]), key
     assert (a["epoch"], a["batch"], a["step"]) == (b["epoch"], b["batch"], b["step"])
+    # --ema: state_dict is the average; the trained weights and the count travel in "ema"
+    assert ("ema" in a) == ("ema" in b)
+    if "ema" in a:
+        assert (a["ema"]["decay"], a["ema"]["updates"]) == (b["ema"]["decay"],
+                                                            b["ema"]["updates"])
+        trained_a, trained_b = a["ema"]["trained_state_dict"], b["ema"]["trained_state_dict"]
+        assert trained_a.keys() == trained_b.keys()
+        for key, tensor in trained_a.items():
+            assert torch.equal(tensor, trained_b[key]), f"trained {key}"
 
 
 @pytest.mark.parametrize("model, extra", [
     ("mlp", {"model_args": {"hidden": "64"}}),
     # dropout (RNG state), augmentation (per-batch seeds), conv layers in channels_last
     ("convnet-s2-small", {"model_args": {}, "augment": True}),
+    # --ema: the average (BatchNorm statistics too, channels-last) and its count
+    ("fast", {"model_args": {"width": 4}, "channels_last": True, "ema": 0.9}),
 ])
 def test_resume_after_one_epoch_is_exact(tmp_path, synthetic_data, model, extra):
     def one_epoch(cfg):
@@ -179,8 +190,9 @@ class InterruptAt(Callback):
             raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("at", [5, STEPS, STEPS + 5])
-def test_ctrl_c_saves_last_pt_and_resume_is_exact(tmp_path, synthetic_data, at):
+@pytest.mark.parametrize("at, extra", [(5, {}), (STEPS, {}), (STEPS + 5, {}),
+                                       (STEPS + 5, {"ema": 0.9})])
+def test_ctrl_c_saves_last_pt_and_resume_is_exact(tmp_path, synthetic_data, at, extra):
     def interrupted(cfg):
         with pytest.raises(TrainingInterrupted) as e:
             quiet_train(cfg, synthetic_data, callbacks=[InterruptAt(at)])
@@ -193,8 +205,11 @@ def test_ctrl_c_saves_last_pt_and_resume_is_exact(tmp_path, synthetic_data, at):
         assert not (run / "summary.json").exists()
         return run
 
-    a, b, _, resumed = straight_and_resumed(tmp_path, synthetic_data, interrupted)
+    a, b, straight, resumed = straight_and_resumed(tmp_path, synthetic_data, interrupted,
+                                                   **extra)
     assert_identical(a, b)
+    if extra:
+        assert "ema" in a and resumed.summary["raw_weights"] == straight.summary["raw_weights"]
     rows = read_metrics(resumed.run_dir / "metrics.csv")
     steps = [r["step"] for r in rows if r["kind"] == "step"]
     assert steps == sorted(set(steps))  # nothing logged twice

@@ -16,6 +16,9 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
     optimizer, scheduler  their state_dicts (None in an inference-only export)
     rng                   torch's global RNG state (dropout), CUDA's if any
     best                  {"val_acc": ..., "epoch": ...}
+    ema                   only with --ema: {"decay", "updates", "trained_state_dict"}; then
+                          `state_dict` is the moving average (what is evaluated and served)
+                          and `trained_state_dict` the weights being trained (train/ema.py)
 """
 
 from __future__ import annotations

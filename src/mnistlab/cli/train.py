@@ -58,6 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--label-smoothing", type=float, default=S)
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=S,
                    help="random shifts, rotations and scaling per batch")
+    g.add_argument("--ema", type=float, default=S, metavar="DECAY",
+                   help="keep an exponential moving average of the weights with this decay "
+                        "(e.g. 0.999), updated after every step; the average is validated, "
+                        "chosen, tested and saved, and summary.json's raw_weights gives the "
+                        "trained weights' figures beside it (default: off; 0: off)")
     g.add_argument("--patience", type=int, default=S,
                    help="stop after this many epochs without a better validation accuracy")
     # reject: not a digit (notadigit/exposure.py, docs/not-a-digit.md)

@@ -46,6 +46,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: bool = False
     patience: int | None = None  # early stopping on validation accuracy
+    # An exponential moving average of the weights with this decay (train/ema.py): it is
+    # what is validated, chosen, tested and saved. None or 0: off.
+    ema: float | None = None
     # reject: "not a digit" (docs/not-a-digit.md): train with generated non-digits and store a
     # threshold calibrated on validation; auto = on for MNIST with the torch backend.
     outlier_exposure: str = "off"  # auto | on | off
@@ -95,6 +98,9 @@ class TrainConfig:
             (self.gamma > 0, "gamma", f"must be positive, got {self.gamma}"),
             (self.momentum >= 0, "momentum", f"must not be negative, got {self.momentum}"),
             (self.patience is None or self.patience >= 1, "patience", "must be at least 1"),
+            (check_decay(self.ema) is None, "ema", check_decay(self.ema) or ""),
+            (not self.ema or self.backend == "torch", "ema",
+             f"{self.ema}: not supported by the numpy backend (the torch trainer only)"),
             # reject: outlier exposure (notadigit/exposure.py)
             (self.outlier_exposure in ("auto", "on", "off"), "outlier-exposure",
              f"must be auto, on or off, got '{self.outlier_exposure}'"),
@@ -108,6 +114,15 @@ class TrainConfig:
         for ok, name, problem in checks:
             if not ok:
                 raise MnistlabError(f"--{name} {problem}")
+
+
+def check_decay(decay: float | None) -> str | None:
+    """Why `--ema decay` is unusable, or None when it is fine (None and 0 mean off)."""
+    if decay is None or decay == 0:
+        return None
+    if not 0 < decay < 1:  # NaN too
+        return f"must be between 0 and 1 (e.g. 0.999; 0 for off), got {decay}"
+    return None
 
 
 def outlier_exposure_enabled(config: TrainConfig) -> bool:

@@ -41,6 +41,7 @@ from mnistlab.models.summary import count_params, summarize
 from mnistlab.notadigit.exposure import setup_outliers  # reject: not a digit
 from mnistlab.train import clock, distributed, threads
 from mnistlab.train.config import TrainConfig
+from mnistlab.train.ema import WeightAverage
 from mnistlab.train.optim import build_optimizer, build_scheduler
 from mnistlab.train.precision import choose_for_run, first_batch
 from mnistlab.train.progress import Progress, format_eta
@@ -211,6 +212,8 @@ class Trainer:
         """Optimizer, schedule and the counters a checkpoint restores."""
         self.optimizer = build_optimizer(self.model, self.config)
         self.scheduler = build_scheduler(self.optimizer, self.config, self.steps_per_epoch)
+        # --ema: the average of the weights, made from the model as it trains (device, layout)
+        self.ema = WeightAverage(self.model, self.config.ema) if self.config.ema else None
         self.epoch, self.batch, self.step = 0, 0, 0
         # loss sum, correct, count; kept on the device so that a step never waits for a copy
         self.epoch_stats = torch.zeros(3, dtype=self._stats_dtype(), device=self.device)
@@ -247,11 +250,18 @@ class Trainer:
     def best(self, value: dict[str, Any]) -> None:
         self.book.best = value
 
+    @property
+    def eval_model(self) -> nn.Module:
+        """What is validated, chosen, tested and saved: the average with --ema, else the model."""
+        return self.ema.module if self.ema is not None else self.model
+
     # ---- state -------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {
+        state: dict[str, Any] = {
             "model": self.model.mnistlab_spec,
-            "state_dict": self.model.state_dict(),
+            # With --ema the average, so that every command that loads a checkpoint uses it;
+            # the trained weights are in "ema" for --resume.
+            "state_dict": self.eval_model.state_dict(),
             "normalizer": {"mean": self.normalizer.mean, "std": self.normalizer.std},
             "dataset": self.data.name,
             "classes": list(self.data.classes),
@@ -265,13 +275,19 @@ class Trainer:
             "rng": rng_state(self.device),
             "best": dict(self.best),
         }
+        if self.ema is not None:
+            state["ema"] = self.ema.state()
+        return state
 
     def _restore(self, state: dict[str, Any]) -> None:
         spec = state["model"]
         if spec["name"] != self.config.model:
             raise MnistlabError(f"{state['path']}: checkpoint is for model '{spec['name']}', "
                                 f"not '{self.config.model}'")
-        load_weights(self.model, state["state_dict"], state["path"])
+        if self.ema is not None:
+            self.ema.load_state(state.get("ema"), state["state_dict"], state["path"])
+        else:
+            load_weights(self.model, state["state_dict"], state["path"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -308,6 +324,8 @@ class Trainer:
         self.optimizer.step()
         if self.scheduler is not None and not in_tail:
             self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update()
         with torch.no_grad():  # accumulate on the device; read back once per epoch
             stats = self.epoch_stats
             stats[0] += loss.detach() * len(y)
@@ -318,8 +336,8 @@ class Trainer:
     def _stats_dtype(self) -> torch.dtype:
         return torch.float32 if self.device.type == "mps" else torch.float64  # MPS has no fp64
 
-    def evaluate(self, batches: Batcher) -> EvalResult:
-        return evaluate_batches(self.model, batches, self.bf16,
+    def evaluate(self, batches: Batcher, model: nn.Module | None = None) -> EvalResult:
+        return evaluate_batches(self.eval_model if model is None else model, batches, self.bf16,
                                 max_batches=1 if self.config.dry_run else None)
 
     def lr(self) -> float:
@@ -468,7 +486,7 @@ class Trainer:
             distributed.teardown(self.dist)
             self.progress.print(f"paused after epoch {self.epoch}/{cfg.epochs}; continue with: "
                                 f"mnistlab train --resume {self.run.path}")
-            return TrainResult(self.run.path, {}, cfg, self.model)
+            return TrainResult(self.run.path, {}, cfg, self.eval_model)
         summary = self.finish(self.wall_seconds())
         distributed.teardown(self.dist)
         return TrainResult(self.run.path, summary, cfg, self.model)
@@ -491,10 +509,14 @@ class Trainer:
 
     def finish(self, wall_seconds: float) -> dict[str, Any]:
         """Test the best checkpoint (chosen on validation, never on test) and write the summary."""
+        raw = self._raw_weights() if self.ema is not None else None
         best_path = self.book.best_path
         if best_path.is_file() and self.best["epoch"] != self.epoch:
             load_weights(self.model, load_checkpoint(best_path)["state_dict"], str(best_path))
-        test = self.evaluate(self.test_batches)
+        elif self.ema is not None:
+            self.ema.copy_to(self.model)
+        # From here on self.model holds the chosen weights (the average with --ema).
+        test = self.evaluate(self.test_batches, self.model)
         if self.outliers is not None:  # reject: calibrate the not-a-digit gate on validation
             self.outliers.calibrate(self)
         summary = self.book.finish(
@@ -505,10 +527,33 @@ class Trainer:
             device=str(self.device), bf16=self.bf16, world_size=self.dist.world_size,
             has_val=len(self.val_split) > 0, startup_seconds=self._startup_seconds(),
             threads=self._threads_record())
+        if raw is not None:
+            summary = self._record_raw_weights(summary, raw)
         if self.outliers is not None:  # reject: the gate's figures into summary/config.json
             summary = self.outliers.record(self, summary)
         for cb in self.callbacks:
             cb.on_train_end(self, summary)
+        return summary
+
+    def _raw_weights(self) -> dict[str, Any]:
+        """--ema: the trained (not averaged) weights at the end of training, on validation
+        and test, to set beside the average's figures (never used to choose anything)."""
+        val = self.evaluate(self.val_batches, self.model) if len(self.val_split) else None
+        test = self.evaluate(self.test_batches, self.model)
+        return {"epoch": self.epoch, "val_acc": val.accuracy if val else None,
+                "val_loss": val.loss if val else None, "test_acc": test.accuracy,
+                "test_loss": test.loss}
+
+    def _record_raw_weights(self, summary: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+        """summary.json with the average's decay and the trained weights' figures beside."""
+        summary = {**summary, "ema": {"decay": self.config.ema, "updates": self.ema.updates},
+                   "raw_weights": raw}
+        if self.dist.is_main:
+            self.run.write_summary(summary)
+        val = f"validation {raw['val_acc']:.2%}, " if raw["val_acc"] is not None else ""
+        self.progress.print(f"without EMA (the trained weights after epoch {raw['epoch']}): "
+                            f"{val}test {raw['test_acc']:.2%}; reported above: the "
+                            f"average (EMA {self.config.ema})")
         return summary
 
     def _startup_seconds(self) -> dict[str, float]:
@@ -538,6 +583,10 @@ class Trainer:
         title = f"model {cfg.model} {self.model.mnistlab_spec['kwargs']}"
         self.book.start(resolved, self.data.md5s(), summarize(self.model, title=title),
                         fresh=self.epoch == 0 and self.batch == 0)
+        if self.ema is not None:
+            self.progress.print(f"EMA {cfg.ema}: an average of the weights is validated, "
+                                "chosen, tested and saved (the trained weights' figures "
+                                "follow at the end)")
         if self.epoch or self.batch:
             self.progress.print(f"resuming at epoch {self.epoch + 1}, batch {self.batch} "
                                 f"(step {self.step})")
@@ -560,6 +609,10 @@ def train(config: TrainConfig, data: DigitData | None = None,
         return Trainer(plan.config, data, plan, callbacks, stream, max_epochs).fit()
     if config.backend == "numpy":
         from mnistlab.train.numpy_backend import train_numpy
+
+        if config.ema:  # as TrainConfig.validate says, for a config built by hand
+            raise MnistlabError(f"--ema {config.ema}: not supported by the numpy backend "
+                                "(the torch trainer only)")
 
         if callbacks:
             raise MnistlabError("the numpy backend takes no training callbacks "
