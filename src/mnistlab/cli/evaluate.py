@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mnistlab.cli.common import add_data, add_device, add_json, print_json
+from mnistlab.cli.common import add_data, add_device, add_json, add_threads, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1000)
     add_data(p)
     add_device(p)
+    add_threads(p, "evaluates")
     add_json(p)
 
 
@@ -32,12 +33,20 @@ def run(args: argparse.Namespace) -> int:
         evaluation_bf16,
         load_model,
     )
+    from mnistlab.data.pipeline import Batcher
     from mnistlab.device import resolve_device
     from mnistlab.errors import MnistlabError
-    from mnistlab.evaluate import checkpoint_split, evaluate, format_confusion
+    from mnistlab.evaluate import (
+        checkpoint_split,
+        evaluate_batches,
+        evaluation_threads,
+        format_confusion,
+    )
+    from mnistlab.train.threads import check_forced
 
     if args.batch_size < 1:
         raise MnistlabError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_forced(args.threads)
     device = resolve_device(args.device)
     model, normalizer, state = load_model(args.checkpoint, device,
                                           prefer="last.pt" if args.last else "best.pt")
@@ -51,12 +60,20 @@ def run(args: argparse.Namespace) -> int:
     split = checkpoint_split(state, data, args.split)
     # Evaluate in the precision the run was trained and reported in, so numbers agree.
     bf16 = evaluation_bf16(state, device)
-    result = evaluate(model, split, normalizer, batch_size=args.batch_size, device=device,
-                      bf16=bf16)
+    batcher = Batcher(split, args.batch_size, normalizer, device=device)
+
+    def say(line: str) -> None:  # stderr: stdout carries the results (or the JSON)
+        print(line, file=sys.stderr)
+
+    choice, control = evaluation_threads(model, batcher, bf16=bf16, forced=args.threads,
+                                         say=say)
+    result = evaluate_batches(model, batcher, bf16,
+                              tick=control.tick if control is not None else None)
     if args.json:
+        threads = {**choice.to_dict(), **(control.summary() if control is not None else {})}
         print_json({"checkpoint": state["path"], "dataset": data.name,
                     "trained_on": state.get("dataset") or "mnist", "warning": warning,
-                    "split": args.split, **result.to_dict()})
+                    "split": args.split, **result.to_dict(), "threads": threads})
         return 0
     print(f"{state['path']}: {state['model']['name']} on {data.name} {args.split} "
           f"({'bf16' if bf16 else 'fp32'}, {device})")
