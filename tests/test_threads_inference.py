@@ -14,10 +14,11 @@ import torch
 
 from conftest import synthetic_spec, write_dataset
 from mnistlab.cli import main
+from mnistlab.cli.evaluate import evaluation_threads
 from mnistlab.data.pipeline import Batcher, Normalizer, Split
 from mnistlab.data.registry import DATASETS
 from mnistlab.errors import MnistlabError
-from mnistlab.evaluate import evaluate_batches, evaluation_threads
+from mnistlab.evaluate import evaluate_batches
 from mnistlab.train.threads import PAYS_OFF, choose_for_inference
 
 

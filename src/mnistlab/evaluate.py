@@ -79,30 +79,6 @@ def evaluate_batches(model: nn.Module, batcher: Batcher, bf16: bool = False,
     return result_from_logits(logits, labels, num_classes)
 
 
-def evaluation_threads(model: nn.Module, batcher: Batcher, *, bf16: bool = False,
-                       forced: int | None = None,
-                       say: Callable[[str], None] | None = None) -> tuple[Any, Any]:
-    """(ThreadChoice, ThreadController or None) for evaluating `batcher`'s split: measured
-    on its first real batch (mnistlab.train.threads.choose_for_inference), adapting per
-    batch where it was measured."""
-    from mnistlab.train.threads import (
-        ThreadController,
-        choose_for_inference,
-        forward_step,
-    )
-
-    first = None
-    if forced is None and batcher.device.type == "cpu":  # else nothing is timed
-        first = next(iter(batcher.epoch(0)), None)
-    if first is None:  # forced, a GPU, or an empty split (no work: one thread)
-        return choose_for_inference(lambda: None, steps=0, forced=forced,
-                                    device=batcher.device, say=say), None
-    choice = choose_for_inference(forward_step(model, first[0], bf16=bf16), steps=len(batcher),
-                                  forced=forced, device=batcher.device, say=say,
-                                  after="adapts while evaluating")
-    return choice, ThreadController.from_choice(choice, say=say)
-
-
 def result_from_logits(logits: torch.Tensor, labels: torch.Tensor,
                        num_classes: int = 10) -> EvalResult:
     predicted = logits.argmax(1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from mnistlab.cli.common import add_data, add_device, add_json, add_threads, print_json
 
@@ -36,12 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from mnistlab.data.pipeline import Batcher
     from mnistlab.device import resolve_device
     from mnistlab.errors import MnistlabError
-    from mnistlab.evaluate import (
-        checkpoint_split,
-        evaluate_batches,
-        evaluation_threads,
-        format_confusion,
-    )
+    from mnistlab.evaluate import checkpoint_split, evaluate_batches, format_confusion
     from mnistlab.train.threads import check_forced
 
     if args.batch_size < 1:
@@ -85,3 +82,24 @@ def run(args: argparse.Namespace) -> int:
         f"{c}: {a:.1%}" for c, a in zip(data.classes, result.per_class_accuracy, strict=True)))
     print(format_confusion(result.confusion, data.classes))
     return 0
+
+
+def evaluation_threads(model: Any, batcher: Any, *, bf16: bool = False,
+                       forced: int | None = None,
+                       say: Callable[[str], None] | None = None) -> tuple[Any, Any]:
+    """(ThreadChoice, ThreadController or None) for evaluating `batcher`'s split: measured
+    on its first real batch (mnistlab.train.threads.choose_for_inference), adapting per
+    batch where it was measured."""
+    from mnistlab.train.threads import ThreadController, choose_for_inference, forward_step
+
+    first = None
+    if forced is None and batcher.device.type == "cpu":  # else nothing is timed
+        first = next(iter(batcher.epoch(0)), None)
+    if first is None:  # forced, a GPU, or an empty split (no work: one thread)
+        return choose_for_inference(lambda: None, steps=0, forced=forced,
+                                    device=batcher.device, say=say), None
+    choice = choose_for_inference(forward_step(model, first[0], bf16=bf16), steps=len(batcher),
+                                  forced=forced, device=batcher.device, say=say,
+                                  after="adapts while evaluating")
+    return choice, ThreadController.from_choice(choice, say=say)
+
