@@ -8,13 +8,14 @@ import contextlib
 import fcntl
 import os
 import platform
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mnistlab.train.threads import ThreadChoice, choose_for_inference
+from mnistlab.train.threads import ThreadChoice, choose_for_inference, default_threads, fixed
 
 
 @contextlib.contextmanager
@@ -31,7 +32,14 @@ def holding(lock: str | None) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def machine() -> dict[str, Any]:
+def machine(say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The machine and the PyTorch threads the benchmark runs with, which it also says in
+    one line on stderr (`say`: elsewhere), so that every benchmark that records the machine
+    shows the thread count it used."""
+    n, default = torch.get_num_threads(), default_threads()
+    line = (f"threads: {n} (PyTorch's default)" if n == default else
+            f"threads: {n} (set by the benchmark; PyTorch's default here: {default})")
+    (say or (lambda text: print(text, file=sys.stderr)))(line)
     model = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -54,8 +62,6 @@ def benchmark_threads(forced: int | None, step: Callable[[], None] | None = None
     the commands do: `forced` (its --threads N); else measured on `step` (one unit of its
     work) at 1 and N threads, or, with no step, PyTorch's default, said as such. `steps`:
     how many units follow (None: many; a short benchmark keeps one thread unmeasured)."""
-    from mnistlab.train.threads import fixed
-
     if forced is None and step is None:
         choice = fixed(torch.get_num_threads(), "PyTorch's default, not measured")
         if say is not None:

@@ -329,3 +329,27 @@ def test_doctor_script_starts_at_the_forced_count_and_probes_get_their_own(tmp_p
     assert "started with 2 threads" in err
     [line] = [x for x in err.splitlines() if x.startswith("threads: ")]
     assert line.startswith("threads: 1 (about ") and torch.get_num_threads() == 1
+
+
+def test_the_benchmarks_helper_sets_and_says_the_threads(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from benchmark_common import benchmark_threads, machine
+
+    lines: list[str] = []
+    assert benchmark_threads(3, say=lines.append).threads == 3
+    assert torch.get_num_threads() == 3 and lines == ["threads: 3 (--threads 3: forced, not "
+                                                      "measured, does not adapt)"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    info = machine(say=lines.append)
+    assert info["threads"] == 3 and info["openmp_env"] == {"OMP_NUM_THREADS": "2"}
+    assert lines[-1] == "threads: 3 (set by the benchmark; PyTorch's default here: 2)"
+    torch.set_num_threads(2)
+    machine(say=lines.append)
+    assert lines[-1] == "threads: 2 (PyTorch's default)"
+    # a short benchmark step: one thread, unmeasured
+    assert benchmark_threads(None, lambda: None, steps=10, say=lines.append).threads == 1
+    assert "to pay off" in lines[-1] and torch.get_num_threads() == 1
