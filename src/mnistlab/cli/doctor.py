@@ -173,7 +173,9 @@ def run_script(args: argparse.Namespace) -> int:
         model = w.trained_model()
         snapshot = w.snapshots.get(id(model)) if model is not None else None
         x = w.captured[0][0] if w.captured else None
-        _say(probe_threads(snapshot, x, None, "cpu").describe())
+        # where the script put its model (a GPU: nothing to measure)
+        device = next((q.device for q in snapshot.parameters()), "cpu") if snapshot else "cpu"
+        _say(probe_threads(snapshot, x, None, device).describe())
     report = diagnose(run)
     if args.json:
         print_json(report.to_dict())

@@ -191,7 +191,7 @@ def batch_threads(reader, items: list, forced: int | None) -> None:
     x = reader.normalizer(first.to(reader.device))
     choose_for_inference(forward_step(reader.model, x), steps=-(-len(items) // BATCH),
                          forced=None, device=reader.device, say=say,
-                         after="for the batched pass")
+                         after="fixed for the batched pass")
 
 
 def save_preprocessed(out: Path, files: list[Path], readings: list, number: bool) -> None:
