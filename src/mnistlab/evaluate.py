@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +39,10 @@ class EvalResult:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, batcher: Batcher, bf16: bool = False,
-                   max_batches: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """All logits (float32, CPU) and labels of a batcher's split, in order."""
+                   max_batches: int | None = None, tick: Callable[[int], None] | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """All logits (float32, CPU) and labels of a batcher's split, in order. `tick(images)`
+    after every batch (a ThreadController's, which may change the thread count)."""
     was_training = model.training
     model.eval()
     logits, labels = [], []
@@ -50,6 +53,8 @@ def predict_logits(model: nn.Module, batcher: Batcher, bf16: bool = False,
             with autocast(batcher.device, bf16):
                 logits.append(model(x).float())
             labels.append(y)
+            if tick is not None:
+                tick(len(y))
     finally:
         model.train(was_training)
     if not logits:  # an empty split
@@ -60,15 +65,17 @@ def predict_logits(model: nn.Module, batcher: Batcher, bf16: bool = False,
 
 def evaluate(model: nn.Module, split: Split, normalizer: Normalizer, *, batch_size: int = 1000,
              device: torch.device | str = "cpu", bf16: bool = False,
-             max_batches: int | None = None, num_classes: int = 10) -> EvalResult:
+             max_batches: int | None = None, num_classes: int = 10,
+             tick: Callable[[int], None] | None = None) -> EvalResult:
     batcher = Batcher(split, batch_size, normalizer, device=device)
-    return evaluate_batches(model, batcher, bf16, max_batches, num_classes)
+    return evaluate_batches(model, batcher, bf16, max_batches, num_classes, tick)
 
 
 def evaluate_batches(model: nn.Module, batcher: Batcher, bf16: bool = False,
-                     max_batches: int | None = None, num_classes: int = 10) -> EvalResult:
+                     max_batches: int | None = None, num_classes: int = 10,
+                     tick: Callable[[int], None] | None = None) -> EvalResult:
     """`evaluate` on a Batcher that already holds the split on its device (reused per epoch)."""
-    logits, labels = predict_logits(model, batcher, bf16, max_batches)
+    logits, labels = predict_logits(model, batcher, bf16, max_batches, tick)
     return result_from_logits(logits, labels, num_classes)
 
 

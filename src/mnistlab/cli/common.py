@@ -34,6 +34,16 @@ def add_device(parser: argparse.ArgumentParser) -> None:
                              "then Apple MPS, then CPU)")
 
 
+def add_threads(parser: argparse.ArgumentParser, work: str) -> None:
+    """`--threads N` of the inference-style commands (eval, predict, doctor); `work`: what
+    the threads do, e.g. "evaluates". Checked (>= 1) by threads.check_forced when it runs."""
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help=f"CPU threads for torch, fixed (default: 1 or all cores, whichever "
+                             f"{work} faster, measured on a real batch when the work is long "
+                             "enough to repay measuring, else 1; with --device cuda or mps "
+                             "PyTorch's default)")
+
+
 def add_data(parser: argparse.ArgumentParser, dataset: bool = True) -> None:
     if dataset:
         parser.add_argument("--dataset", choices=list(DATASETS), default=None,

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import sys
 
-from mnistlab.cli.common import add_data, add_device, add_json, print_json
+from mnistlab.cli.common import add_data, add_device, add_json, add_threads, print_json
 from mnistlab.errors import MnistlabError
 
 EPILOG = """examples:
@@ -113,6 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--seed", type=int, default=None, help="(default 0)")
     add_data(p)
     add_device(p)
+    add_threads(p, "runs the doctor's probes")
     add_json(p)
 
 
@@ -127,6 +128,9 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mnistlab.train.threads import check_forced
+
+    check_forced(args.threads)
     if is_script(args.target):
         return run_script(args)
     if args.script_args:
@@ -147,8 +151,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_script(args: argparse.Namespace) -> int:
-    from mnistlab.doctor.script import examine_script
-
     refused = _given(args, MODEL_OPTIONS) + _given(args, ("train_on_test", "select_on_test"))
     if args.model_arg:
         refused.append("--model-arg")
@@ -156,15 +158,74 @@ def run_script(args: argparse.Namespace) -> int:
         raise MnistlabError(f"{', '.join(refused)}: not for a training script, which says "
                             "itself how it trains (give the doctor's options before the "
                             "script's path, the script's after it)")
-    report = examine_script(args.target, args.script_args,
-                            steps=args.steps or DEFAULT_STEPS,
-                            seconds=args.seconds or DEFAULT_SECONDS,
-                            stand_ins=args.stand_ins, output=sys.stderr, quiet=args.quiet)
+    from mnistlab.doctor.script import run_script as run_watched
+    from mnistlab.doctor.script_checks import diagnose
+
+    if args.threads is not None:  # the script starts with it (and may set its own)
+        _say(probe_threads(None, None, args.threads, "cpu").describe())
+    # The script sets its own threads, as it would alone; the count it started with is put
+    # back after it, and the doctor's probes on its model then get their own (measured).
+    run = run_watched(args.target, args.script_args, steps=args.steps or DEFAULT_STEPS,
+                      seconds=args.seconds or DEFAULT_SECONDS, stand_ins=args.stand_ins,
+                      output=sys.stderr, quiet=args.quiet)
+    if args.threads is None:
+        w = run.watch
+        model = w.trained_model()
+        snapshot = w.snapshots.get(id(model)) if model is not None else None
+        x = w.captured[0][0] if w.captured else None
+        # where the script put its model (a GPU: nothing to measure)
+        device = next((q.device for q in snapshot.parameters()), "cpu") if snapshot else "cpu"
+        _say(probe_threads(snapshot, x, None, device).describe())
+    report = diagnose(run)
     if args.json:
         print_json(report.to_dict())
     else:
         print(report.format())
     return report.exit_code
+
+
+def _say(line: str) -> None:  # stderr: stdout carries the report (or the JSON)
+    print(line, file=sys.stderr)
+
+
+def probe_threads(model, x, forced: int | None, device):
+    """The thread count for the doctor's own probes (a few dozen training steps of small
+    batches: the learning-rate probe trains up to MAX_RUNS copies LR_STEPS steps each),
+    timed on a training step of a copy of `model` on `x` where that work is long enough to
+    repay measuring (threads.choose_for_inference), else one thread. Not said here."""
+    import copy
+
+    import torch
+
+    from mnistlab.doctor.examine import LR_BATCH, LR_STEPS
+    from mnistlab.doctor.probe import MAX_RUNS
+    from mnistlab.train.threads import choose_for_inference, fixed
+
+    kind = torch.device(str(device)).type
+    if forced is not None or kind != "cpu":
+        return choose_for_inference(lambda: None, steps=None, forced=forced, device=device)
+    if model is None or x is None:  # no model to probe: a few small forward passes remain
+        return fixed(1, "no model to time: the doctor's checks are a few small forward "
+                        "passes, and one thread cannot collapse")
+    try:
+        net = copy.deepcopy(model).train()
+        x = x[:LR_BATCH].float()
+        with torch.no_grad():
+            try:
+                net(x[:2])
+            except Exception:  # the doctor's probes try a flattened input next, as here
+                x = x.flatten(1)
+                net(x[:2])
+
+        def step() -> None:
+            net.zero_grad(set_to_none=True)
+            net(x).float().sum().backward()
+
+        return choose_for_inference(step, steps=MAX_RUNS * LR_STEPS, forced=None,
+                                    device=device, after="fixed for the doctor's probes")
+    except Exception as e:  # the user's model: its failure is the report's to explain
+        return fixed(1, f"a step of the model could not be timed ({type(e).__name__}): one "
+                        "thread, which cannot collapse")
 
 
 def doctor_config(args: argparse.Namespace, state: dict | None = None):
@@ -274,6 +335,7 @@ def run_model(args: argparse.Namespace) -> int:
 
     from mnistlab.checkpoint import checkpoint_dataset
     from mnistlab.data.dataset import load_dataset
+    from mnistlab.device import resolve_device
     from mnistlab.doctor import examine_config
 
     seed = 0 if args.seed is None else args.seed
@@ -297,6 +359,8 @@ def run_model(args: argparse.Namespace) -> int:
         if not callable(eval_fn):
             raise MnistlabError(f"--eval {args.eval_fn}: is not a function")
     assumed = own and args.lr is None
+    x = data.train_images[:64].unsqueeze(1).float() / 255.0
+    _say(probe_threads(model, x, args.threads, resolve_device(args.device)).describe())
     report = examine_config(
         config, data=data, model=model, subject=name, loss_fn=args.loss or "cross_entropy",
         normalize=args.normalize is not False, shuffle=args.shuffle is not False,

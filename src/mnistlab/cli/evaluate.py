@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
-from mnistlab.cli.common import add_data, add_device, add_json, print_json
+from mnistlab.cli.common import add_data, add_device, add_json, add_threads, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1000)
     add_data(p)
     add_device(p)
+    add_threads(p, "evaluates")
     add_json(p)
 
 
@@ -32,12 +35,15 @@ def run(args: argparse.Namespace) -> int:
         evaluation_bf16,
         load_model,
     )
+    from mnistlab.data.pipeline import Batcher
     from mnistlab.device import resolve_device
     from mnistlab.errors import MnistlabError
-    from mnistlab.evaluate import checkpoint_split, evaluate, format_confusion
+    from mnistlab.evaluate import checkpoint_split, evaluate_batches, format_confusion
+    from mnistlab.train.threads import check_forced
 
     if args.batch_size < 1:
         raise MnistlabError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_forced(args.threads)
     device = resolve_device(args.device)
     model, normalizer, state = load_model(args.checkpoint, device,
                                           prefer="last.pt" if args.last else "best.pt")
@@ -51,12 +57,20 @@ def run(args: argparse.Namespace) -> int:
     split = checkpoint_split(state, data, args.split)
     # Evaluate in the precision the run was trained and reported in, so numbers agree.
     bf16 = evaluation_bf16(state, device)
-    result = evaluate(model, split, normalizer, batch_size=args.batch_size, device=device,
-                      bf16=bf16)
+    batcher = Batcher(split, args.batch_size, normalizer, device=device)
+
+    def say(line: str) -> None:  # stderr: stdout carries the results (or the JSON)
+        print(line, file=sys.stderr)
+
+    choice, control = evaluation_threads(model, batcher, bf16=bf16, forced=args.threads,
+                                         say=say)
+    result = evaluate_batches(model, batcher, bf16,
+                              tick=control.tick if control is not None else None)
     if args.json:
+        threads = {**choice.to_dict(), **(control.summary() if control is not None else {})}
         print_json({"checkpoint": state["path"], "dataset": data.name,
                     "trained_on": state.get("dataset") or "mnist", "warning": warning,
-                    "split": args.split, **result.to_dict()})
+                    "split": args.split, **result.to_dict(), "threads": threads})
         return 0
     print(f"{state['path']}: {state['model']['name']} on {data.name} {args.split} "
           f"({'bf16' if bf16 else 'fp32'}, {device})")
@@ -68,3 +82,24 @@ def run(args: argparse.Namespace) -> int:
         f"{c}: {a:.1%}" for c, a in zip(data.classes, result.per_class_accuracy, strict=True)))
     print(format_confusion(result.confusion, data.classes))
     return 0
+
+
+def evaluation_threads(model: Any, batcher: Any, *, bf16: bool = False,
+                       forced: int | None = None,
+                       say: Callable[[str], None] | None = None) -> tuple[Any, Any]:
+    """(ThreadChoice, ThreadController or None) for evaluating `batcher`'s split: measured
+    on its first real batch (mnistlab.train.threads.choose_for_inference), adapting per
+    batch where it was measured."""
+    from mnistlab.train.threads import ThreadController, choose_for_inference, forward_step
+
+    first = None
+    if forced is None and batcher.device.type == "cpu":  # else nothing is timed
+        first = next(iter(batcher.epoch(0)), None)
+    if first is None:  # forced, a GPU, or an empty split (no work: one thread)
+        return choose_for_inference(lambda: None, steps=0, forced=forced,
+                                    device=batcher.device, say=say), None
+    choice = choose_for_inference(forward_step(model, first[0], bf16=bf16), steps=len(batcher),
+                                  forced=forced, device=batcher.device, say=say,
+                                  after="adapts while evaluating")
+    return choice, ThreadController.from_choice(choice, say=say)
+

@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from mnistlab.cli.common import add_device, add_json, output_folder, print_json
+from mnistlab.cli.common import add_device, add_json, add_threads, output_folder, print_json
 
 EXPLANATION = (
     "How to read this: the network outputs one raw score (logit) per class; softmax turns the "
@@ -50,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "best on validation); needed for a run stopped before its first "
                         "epoch ended")
     add_device(p)
+    add_threads(p, "classifies a folder's pictures")
     add_json(p)
 
 
@@ -76,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
     from mnistlab.predict import load_image
     from mnistlab.predict.reader import Reader
     from mnistlab.text import plural
+    from mnistlab.train.threads import check_forced
 
+    check_forced(args.threads)
     if args.number:
         refused = [name for name, given in (("--no-denoise", not args.denoise),
                                             ("--top-k", args.top_k is not None),
@@ -96,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
                              top_k=args.top_k)
     if reader.note:
         print(f"note: {reader.note}", file=sys.stderr)
+    # The pictures' preprocessing is NumPy and PIL; PyTorch's share is small forward passes
+    # (a picture's digits, the number hint), which one thread runs best (docs/serve.md),
+    # and the batched pass over all pictures, whose count is chosen below.
+    start_threads(args.threads, reader.device, len(files))
 
     good: list[Path] = []
     items: list = []  # per good file: a Looked, or a NumberReading (--number)
@@ -110,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
             failures.append(message if message.startswith(str(path)) else f"{path}: {message}")
             continue
         good.append(path)
+    if not args.number and len(items) > 1:
+        batch_threads(reader, items, args.threads)
     readings = items if args.number else reader.read_looked(items)
     for message in failures:
         print(f"mnistlab: error: {message}", file=sys.stderr)
@@ -142,6 +151,47 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote the preprocessed images of {plural(len(good), 'picture')} to "
                   f"{save_to}")
     return 2 if failures else 0
+
+
+def say(line: str) -> None:  # stderr: stdout carries the predictions (or the JSON)
+    print(line, file=sys.stderr)
+
+
+def start_threads(forced: int | None, device, files: int) -> None:
+    """The thread count for the pictures' own small forward passes. A single picture is
+    not measured: its forward passes take milliseconds, less than measuring them would,
+    and serving measured one thread best for one small image (docs/serve.md); so one
+    thread, said only when forced (the one-picture output stays as it was)."""
+    import torch
+
+    from mnistlab.train.threads import choose_for_inference
+
+    if forced is not None or device.type != "cpu":
+        choose_for_inference(lambda: None, steps=None, forced=forced, device=device,
+                             say=say if forced is not None or files > 1 else None)
+    else:
+        # With --number there is no batched pass (each picture's digits go through on their
+        # own), so this one thread stays, unmeasured and unsaid, as for a single picture.
+        torch.set_num_threads(1)
+
+
+def batch_threads(reader, items: list, forced: int | None) -> None:
+    """The thread count for the batched pass over many pictures: measured on the first
+    batch of their 28x28 images where that pass is long enough to repay it
+    (choose_for_inference), else one thread; forced and GPU counts are already set."""
+    import numpy as np
+    import torch
+
+    from mnistlab.predict.predict import BATCH
+    from mnistlab.train.threads import choose_for_inference, forward_step
+
+    if forced is not None or reader.device.type != "cpu":
+        return
+    first = torch.as_tensor(np.stack([seen.prepared.array for seen in items[:BATCH]]))
+    x = reader.normalizer(first.to(reader.device))
+    choose_for_inference(forward_step(reader.model, x), steps=-(-len(items) // BATCH),
+                         forced=None, device=reader.device, say=say,
+                         after="fixed for the batched pass")
 
 
 def save_preprocessed(out: Path, files: list[Path], readings: list, number: bool) -> None:

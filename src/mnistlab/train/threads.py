@@ -21,8 +21,10 @@ Neither decision touches a random number generator, so a run's results do not de
 them (the step measurements restore the RNG state). `--threads N` forces the count: nothing
 is measured and nothing adapts.
 
-The API is small so that other loops can use it (evaluation, prediction over a folder, the
-doctor, benchmarks):
+Inference-style commands (`eval`, `predict` over many pictures, the doctor's probes, the
+benchmarks) call `choose_for_inference`, which first asks whether measuring can pay off at
+all (work of a second or so is done at one thread, unmeasured) and otherwise uses
+`choose_threads`. The API is small so that other loops can use it:
 
     choice = choose_threads(step, forced=None)      # times `step` at 1 and N threads, sets it
     print(choice.describe())
@@ -78,6 +80,8 @@ class ThreadChoice:
     seconds_per_step: dict[int, float] = field(default_factory=dict)  # count -> quickest step
     why: str = ""
     measuring_seconds: float = 0.0
+    # What happens after the choice, as the one-line description says it.
+    after: str = "adapts while training"
 
     @property
     def adaptive(self) -> bool:
@@ -93,8 +97,12 @@ class ThreadChoice:
         others = ", ".join(
             (f"{s / best:.2f}x faster than {c}" if s >= best else f"{best / s:.2f}x slower "
              f"than {c}") for c, s in sorted(self.seconds_per_step.items()) if c != self.threads)
-        return (f"{head} (measured {others}; adapts while training; "
-                f"measured in {self.measuring_seconds:.2f} s)")
+        # On a quiet machine N threads are at worst a little slower than one (1.1-1.3x
+        # faster, docs/speed.md); twice as slow or worse means other work on the cores.
+        busy = (self.threads < max(self.seconds_per_step)
+                and max(self.seconds_per_step.values()) >= 2 * best)
+        return (f"{head} (measured {others}{'; a busy machine?' if busy else ''}; "
+                f"{self.after}; measured in {self.measuring_seconds:.2f} s)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"threads": self.threads, "source": self.source, "counts": self.counts,
@@ -395,5 +403,103 @@ def choose_for_run(config: Any, model: Any, batch: tuple[Any, Any], device: Any,
                             lambda net: build_optimizer(net, config))
         choice = choose_threads(step, counts=candidate_counts(default_threads()))
     if dist.is_main:
+        say(choice.describe())
+    return choice
+
+
+# ---- inference-style work: eval, predict over many pictures, the doctor, benchmarks --------
+
+# Measuring costs a warm-up step and at least two timed rounds of every count, or
+# `choose_threads`'s 0.15 s budget if that is more; on a quiet machine the most N threads
+# have saved over one is about a quarter of the time (1.1-1.3x, docs/speed.md). So measuring
+# can pay for itself only when the work is several times what measuring costs: PAYS_OFF
+# times, estimated from one timed step at one thread. Shorter work (the 10,000 MNIST test
+# images through a small net: well under a second) keeps one thread, unmeasured: one thread
+# cannot collapse when other work shares the cores, while two can, 40-66x.
+PAYS_OFF = 5.0
+MEASURE_BUDGET_S = 0.15
+
+
+def check_forced(threads: int | None) -> int | None:
+    """`--threads N` as given: None (measure) or at least 1, else a one-line error."""
+    from mnistlab.errors import MnistlabError
+
+    if threads is not None and threads < 1:
+        raise MnistlabError(f"--threads must be at least 1, got {threads}")
+    return threads
+
+
+def forward_step(model: Any, x: Any, *, bf16: bool = False) -> Callable[[], None]:
+    """One forward pass of `model` on `x` without gradients, in eval mode (as inference runs
+    it; the model's mode is put back after each call)."""
+    import torch
+
+    from mnistlab.device import autocast
+
+    def step() -> None:
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad(), autocast(x.device, bf16):
+                model(x)
+        finally:
+            model.train(was_training)
+
+    return step
+
+
+def choose_for_inference(step: Callable[[], None], *, steps: int | None, forced: int | None,
+                         device: Any = "cpu", say: Callable[[str], None] | None = None,
+                         after: str = "adapts while it runs",
+                         counts: Sequence[int] | None = None,
+                         set_threads: Callable[[int], None] | None = None,
+                         timer: Clock = time.perf_counter,
+                         sync: Callable[[], None] = lambda: None) -> ThreadChoice:
+    """The thread count for `steps` repetitions of `step` (one batch of the real work),
+    set and said in one line. Forced (`--threads N`): that count. On a GPU: PyTorch's
+    default, unmeasured. Otherwise one step is timed at one thread to estimate the work;
+    work too short to repay measuring (PAYS_OFF) keeps one thread, longer work (or `steps`
+    None: long, unknown) is measured at 1 and N threads by `choose_threads`. `after`: what
+    the caller does next, for the line ("adapts while evaluating"; "fixed for the probes")."""
+    import torch
+
+    set_threads = set_threads or torch.set_num_threads
+    check_forced(forced)
+    kind = device.type if isinstance(device, torch.device) else torch.device(str(device)).type
+    if forced is not None:
+        choice = fixed(forced, f"--threads {forced}: forced, not measured, does not adapt")
+    elif kind != "cpu":
+        choice = fixed(torch.get_num_threads(),
+                       f"PyTorch's default; on {kind} the CPU threads only feed the device")
+    else:
+        counts = sorted(set(counts or candidate_counts(default_threads())))
+        short = None
+        if len(counts) > 1 and steps is not None:
+            rng = torch.get_rng_state()
+            try:
+                set_threads(1)
+                step()  # untimed: kernel and memory set-up, paid once
+                sync()
+                t0 = timer()
+                step()
+                sync()
+                one = timer() - t0
+            finally:
+                torch.set_rng_state(rng)
+            work = one * steps
+            cost = max(MEASURE_BUDGET_S, (1 + 2 * len(counts)) * one)
+            if work < PAYS_OFF * cost:
+                short = (f"about {work:.2f} s of work at 1 thread: too little for measuring "
+                         f"(about {cost:.2f} s) to pay off; 1 thread cannot collapse")
+        if len(counts) == 1:
+            choice = fixed(counts[0], f"{plural(counts[0], 'core')} available: nothing to choose")
+        elif short is not None:
+            set_threads(1)
+            choice = ThreadChoice(1, "fixed", [1], why=short)
+        else:
+            choice = choose_threads(step, counts=counts, timer=timer, sync=sync,
+                                    budget_s=MEASURE_BUDGET_S, set_threads=set_threads)
+            choice.after = after
+    if say is not None:
         say(choice.describe())
     return choice
