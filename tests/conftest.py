@@ -116,6 +116,20 @@ def synthetic_data(tmp_path):
     return load_synthetic(write_dataset(tmp_path / "synthetic"))
 
 
+@pytest.fixture
+def synth(tmp_path, monkeypatch):
+    """`mnistlab train` options for a quick run on a small synthetic data set."""
+    from mnistlab.data.registry import DATASETS
+    from mnistlab.train import clock
+
+    folder = write_dataset(tmp_path / "synth")
+    monkeypatch.setitem(DATASETS, "synth", synthetic_spec(folder))
+    yield ["--dataset", "synth", "--data-dir", str(folder), "--model", "mlp", "--hidden", "32",
+           "--val-size", "100", "--bf16", "off", "--runs-dir", str(tmp_path / "runs"),
+           "--threads", "1"]
+    clock.clear_command_start()  # main() marks it in this process
+
+
 @pytest.fixture(scope="session")
 def synthetic_run(tmp_path_factory) -> Path:
     """A run directory of lenet5 trained for 1 epoch on synthetic data, shared by the session

@@ -50,19 +50,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_train_together_and_only_rank0_writes(tmp_path):
+def launch_two(tmp_path: Path, edit=lambda source: source):
+    """Run WORKER (after `edit`) as two local torchrun processes; their finished process and
+    each rank's report."""
     runs, out = tmp_path / "runs", tmp_path / "out"
     out.mkdir()
     worker = tmp_path / "worker.py"
-    worker.write_text(WORKER.format(tests=str(TESTS), runs=str(runs), out=str(out)))
+    worker.write_text(edit(WORKER.format(tests=str(TESTS), runs=str(runs), out=str(out))))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
            "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(worker)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
+    return done, [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
 
-    reports = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+def test_two_processes_train_together_and_only_rank0_writes(tmp_path):
+    runs = tmp_path / "runs"
+    done, reports = launch_two(tmp_path)
     assert [r["rank"] for r in reports] == [0, 1]
     assert all(r["world"] == 2 and r["world_size"] == 2 for r in reports)
     # Same run directory name on both ranks; one directory on disk, written by rank 0.

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,18 +17,16 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from conftest import synthetic_spec, write_dataset
 from mnistlab.checkpoint import load_checkpoint, load_model, save_checkpoint
 from mnistlab.cli import main
 from mnistlab.data.pipeline import Split
-from mnistlab.data.registry import DATASETS
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import evaluate
 from mnistlab.models import create_model
-from mnistlab.train import Callback, StepInfo, clock, resolve_config, train
+from mnistlab.train import Callback, StepInfo, resolve_config, train
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.ema import WeightAverage
-from test_distributed import TESTS, WORKER, free_port
+from test_distributed import launch_two
 
 DECAY = 0.9  # small, so that a few steps move the average well away from its start
 
@@ -208,16 +203,6 @@ def test_resuming_an_ema_run_whose_checkpoint_lost_its_ema_state_is_refused(tmp_
 
 # ---- the command line ------------------------------------------------------------------
 
-@pytest.fixture
-def synth(tmp_path, monkeypatch):
-    folder = write_dataset(tmp_path / "synth")
-    monkeypatch.setitem(DATASETS, "synth", synthetic_spec(folder))
-    yield ["--dataset", "synth", "--data-dir", str(folder), "--model", "mlp", "--hidden", "32",
-           "--val-size", "100", "--bf16", "off", "--runs-dir", str(tmp_path / "runs"),
-           "--threads", "1"]
-    clock.clear_command_start()  # main() marks it in this process
-
-
 @pytest.mark.parametrize("value, message", [
     ("1", "--ema must be between 0 and 1 (e.g. 0.999; 0 for off), got 1.0"),
     ("1.5", "--ema must be between 0 and 1"),
@@ -270,19 +255,11 @@ def test_the_average_is_a_copy_with_tensors_of_its_own():
 def test_two_processes_train_with_the_average(tmp_path):
     """torchrun (gloo, two ranks): DDP keeps the replicas' weights identical, so their
     averages are too; rank 0 validates, saves and reports, as without --ema."""
-    runs, out = tmp_path / "runs", tmp_path / "out"
-    out.mkdir()
-    worker = tmp_path / "worker.py"
-    source = WORKER.format(tests=str(TESTS), runs=str(runs), out=str(out))
-    assert "log_interval=5)" in source
-    worker.write_text(source.replace("log_interval=5)", f"log_interval=5, ema={DECAY})"))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1",
-           "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(worker)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
-    reports = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    def with_ema(source: str) -> str:
+        assert "log_interval=5)" in source
+        return source.replace("log_interval=5)", f"log_interval=5, ema={DECAY})")
+
+    done, reports = launch_two(tmp_path, with_ema)
     assert reports[0]["weights_sum"] == pytest.approx(reports[1]["weights_sum"], rel=1e-6)
     run_dir = Path(reports[0]["run_dir"])
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -10,22 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import synthetic_spec, write_dataset
 from mnistlab.cli import main
-from mnistlab.data.registry import DATASETS
-from mnistlab.train import clock
 
 TESTS = Path(__file__).parent
-
-
-@pytest.fixture
-def synth(tmp_path, monkeypatch):
-    folder = write_dataset(tmp_path / "synth")
-    monkeypatch.setitem(DATASETS, "synth", synthetic_spec(folder))
-    yield ["--dataset", "synth", "--data-dir", str(folder), "--model", "mlp", "--hidden", "32",
-           "--val-size", "100", "--bf16", "off", "--runs-dir", str(tmp_path / "runs"),
-           "--threads", "1"]
-    clock.clear_command_start()  # main() marks it in this process
 
 
 @pytest.mark.parametrize("options, message", [
