@@ -39,7 +39,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFilter, ImageOps, UnidentifiedImageError
 
 from mnistlab.data.framing import SIZE, frame
 from mnistlab.errors import MnistlabError
@@ -355,6 +355,89 @@ def clean_ink(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | np.float32] | 
     return v, paper
 
 
+# ---- the sheet on a table ----------------------------------------------------------------
+
+SHEET_SIDE = 80  # the sheet is looked for with the shorter side reduced to this many pixels
+SHEET_STEP = 0.12  # its edge: a brightness step at least this large ...
+SHEET_SHARP = 0.6  # ... and at least this share of the sheet-to-table contrast, within 5 px
+
+
+def sheet_features(image: Image.Image, gray: np.ndarray, size: tuple[int, int]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The picture reduced to `size` (w, h): its grey levels and its paper-likeness (bright
+    and unsaturated: grey level times 1 - saturation; grey level alone for a grey picture)."""
+    small = np.asarray(Image.fromarray(gray, mode="F").resize(size, Image.Resampling.BOX),
+                       dtype=np.float32)
+    if image.mode != "RGB":
+        return small, small
+    rgb = np.asarray(image.resize(size, Image.Resampling.BOX), dtype=np.float32)
+    top = rgb.max(2)
+    saturation = (top - rgb.min(2)) / np.maximum(top, 1.0)
+    return small, small * (1.0 - saturation)
+
+
+def find_sheet(image: Image.Image, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """A sheet of paper photographed lying on a table, part of the table in view: where the
+    sheet is (bool, gray's shape, a little inside its edge) and the picture with the table
+    painted over in the sheet's own paper level, so that nothing after this sees the table
+    or the sheet's edge as ink. None when the picture is not that.
+
+    The sheet is the largest connected bright, unsaturated region (Otsu's split of the
+    paper-likeness, on the picture reduced to SHEET_SIDE) taken with its convex hull (ink
+    inside it is sheet too); it must fill that hull (a quadrilateral), cover half the picture
+    or more, leave at least 5% of it to the table, and end in a sharp step: a soft shadow's
+    edge or a light gradient, which Otsu splits as well, changes slowly across it."""
+    h, w = gray.shape
+    if min(h, w) < SHEET_SIDE:
+        return None
+    factor = SHEET_SIDE / min(h, w)
+    sw, sh = max(SHEET_SIDE, round(w * factor)), max(SHEET_SIDE, round(h * factor))
+    small, paperlike = sheet_features(image, gray, (sw, sh))
+    bright = paperlike > otsu(np.clip(paperlike, 0.0, 1.0))
+    pieces = label(bright)
+    if len(pieces) == 0:
+        return None
+    piece = pieces.labels == int(np.argmax(pieces.area)) + 1
+    hull = hull_polygon(piece)
+    if hull is None:
+        return None
+    outline = Image.new("L", (sw, sh), 0)
+    ImageDraw.Draw(outline).polygon([(float(x), float(y)) for x, y in hull], fill=1)
+    sheet = np.asarray(outline, dtype=bool)
+    table = ~sheet
+    n = sheet.size
+    if not 0.05 * n <= np.count_nonzero(table) <= 0.5 * n:
+        return None
+    if np.count_nonzero(piece) < 0.75 * np.count_nonzero(sheet):
+        return None  # the bright region is no quadrilateral (a textured table, a shape)
+    inner = erode(erode(sheet))
+    inside = inner & ~erode(inner)  # 2-3 px inside the hull's edge
+    outside = dilate(sheet, 7) & ~dilate(sheet, 5)  # 2-3 px outside it
+    if np.count_nonzero(inside) < 10 or np.count_nonzero(outside) < 10:
+        return None
+    step = float(np.median(paperlike[inside]) - np.median(paperlike[outside]))
+    contrast = float(np.median(paperlike[piece]) - np.median(paperlike[table]))
+    if step < max(SHEET_STEP, SHEET_SHARP * contrast):
+        return None
+    # The paper's level, ink taken out (a small maximum filter), carried out over the table
+    # from the nearest sheet pixels (repeated 3x3 maxima, only where still unknown).
+    known = inner
+    level = np.where(known, max_filter(small, 5), 0.0).astype(np.float32)
+    for _ in range(sw + sh):
+        if known.all():
+            break
+        grown = max_filter(level, 3)
+        level = np.where(known, level, grown)
+        known = dilate(known)
+    full = (w, h)
+    paper = np.asarray(Image.fromarray(level, mode="F").resize(full, Image.Resampling.BILINEAR),
+                       dtype=np.float32)
+    # 3 px in (about 4% of the shorter side): the edge's blur and JPEG ringing stay outside.
+    mask = np.asarray(Image.fromarray(erode(inner).astype(np.uint8) * 255).resize(
+        full, Image.Resampling.BILINEAR)) > 127
+    return mask, np.where(mask, gray, paper).astype(np.float32)
+
+
 def line_bands(strength: np.ndarray, level: float) -> Iterator[tuple[int, int, int, int]]:
     """Ruled lines as (c0, c1, r0, r1): rows r0..r1 of the strip of columns c0..c1. In each of
     4 vertical strips (so that a line may slant a little), a row is part of a line when one
@@ -402,6 +485,77 @@ def remove_lines(mask: np.ndarray, strength: np.ndarray, level: float) -> np.nda
     return out
 
 
+LONG_LINE = 0.6  # a piece this long (share of the picture's width or height) may be a line
+MAX_SLANT = 0.1  # askew lines are looked for up to this slope (about 6 degrees)
+
+
+def line_slope(rows: np.ndarray, cols: np.ndarray) -> float:
+    """The slope (rows per column) along which the pixels line up best: the one whose
+    sheared rows (row - slope * col) pile up highest in a single row, in steps fine enough
+    that a line drifts by under a pixel across a quarter of a 1024 px picture."""
+    slopes = np.linspace(-MAX_SLANT, MAX_SLANT, 81)
+    shifted = np.rint(rows[None, :] - slopes[:, None] * cols[None, :]).astype(np.int64)
+    shifted -= shifted.min()
+    width = int(shifted.max()) + 1
+    flat = (shifted + np.arange(len(slopes))[:, None] * width).ravel()
+    peaks = np.bincount(flat, minlength=len(slopes) * width).reshape(len(slopes), width).max(1)
+    return float(slopes[int(np.argmax(peaks))])
+
+
+def shear_index(shape: tuple[int, int], slope: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each pixel of an array sheared by `slope`, the row it comes from, and whether that
+    row is inside the picture: a line of that slope becomes a row."""
+    h, w = shape
+    shift = np.rint(slope * (np.arange(w) - w / 2)).astype(np.int64)
+    source = np.arange(h)[:, None] + shift[None, :]
+    return np.clip(source, 0, h - 1), (source >= 0) & (source < h)
+
+
+def remove_askew_lines(mask: np.ndarray, strength: np.ndarray, level: float,
+                       pieces: Components) -> np.ndarray:
+    """Ruled lines and margin lines photographed a little askew (line_bands finds lines within
+    about 2 degrees of level): a piece of ink that spans LONG_LINE of the picture's width (or
+    height) is measured for the slope it lies along, the picture is sheared so that it lies
+    level, and remove_lines drops its thin line bands there (strokes that cross a line are
+    kept, as for level lines). Only the long pieces' own pixels are touched, so nothing else
+    can be taken for a line. Returns `mask` itself when there is nothing to do."""
+    h, w = mask.shape
+    if min(h, w) < 48 or len(pieces) == 0:
+        return mask
+    out = mask
+    for transposed in (False, True):
+        span = (pieces.y1 - pieces.y0) if transposed else (pieces.x1 - pieces.x0)
+        long = np.nonzero(span >= LONG_LINE * (h if transposed else w))[0]
+        for k in long:
+            m = out.T if transposed else out
+            labels = pieces.labels.T if transposed else pieces.labels
+            st = strength.T if transposed else strength
+            piece = labels == k + 1
+            rows, cols = np.nonzero(piece)
+            step = max(1, rows.size // 4000)  # a sample suffices to measure the slope
+            slope = line_slope(rows[::step], cols[::step])
+            if abs(slope) < 1e-9:
+                continue  # level: remove_lines has had its chance
+            source, inside = shear_index(m.shape, slope)
+            columns = np.broadcast_to(np.arange(m.shape[1]), m.shape)
+            sheared = m[source, columns] & inside
+            # Sheared by whole pixels, a thin line zigzags between two rows: each row is
+            # widened by one pixel up and down, so that it lies in one unbroken band.
+            fat, fat_strength = sheared.copy(), st[source, columns]
+            fat[1:] |= sheared[:-1]
+            fat[:-1] |= sheared[1:]
+            fat_strength[1:] = np.maximum(fat_strength[1:], fat_strength[:-1])
+            fat_strength[:-1] = np.maximum(fat_strength[:-1], st[source, columns][1:])
+            gone = sheared & ~remove_lines(fat, fat_strength, level)
+            dropped = np.zeros_like(m)
+            dropped[source[gone], columns[gone]] = True
+            dropped &= piece
+            if dropped.any():
+                m = m & ~dropped
+                out = m.T if transposed else m
+    return out
+
+
 def paper_noise(strength: np.ndarray) -> tuple[float, float]:
     """The median of `strength` (>= 0) and its robust standard deviation (1.4826 * MAD)."""
     if np.count_nonzero(strength) < strength.size // 2 - 1:
@@ -440,15 +594,22 @@ def analyse(image: Image.Image, fast: bool = True) -> Ink:
         gray = np.asarray(Image.fromarray(gray, mode="F").resize(size, Image.Resampling.BOX),
                           dtype=np.float32)
     clean = clean_ink(gray) if fast else None
+    # A photo of a sheet lying on a table: the table is painted over in the paper's level
+    # (a canvas, clean, has no table: its fast path stays as it was).
+    sheet = find_sheet(image, gray) if clean is None else None
+    if sheet is not None:
+        gray = sheet[1]
     v, bg = ink_up_local(gray) if clean is None else clean
     # Ink relative to the paper: for dark ink on paper this is 1 - pixel / paper, so a shadow
     # that dims paper and ink alike leaves it unchanged.
     strength = np.clip((v - bg) / np.maximum(1.0 - bg, 0.05), 0.0, 1.0)
+    if sheet is not None:
+        strength[~sheet[0]] = 0.0
     if float(strength.max()) < MIN_CONTRAST:
         raise MnistlabError("empty image: no ink found")
     # The paper's noise, robustly over the whole picture (ink covers well under half of
     # it); Otsu alone would split the noise itself when the digit is a speck in a big photo.
-    centre, sigma = paper_noise(strength)
+    centre, sigma = paper_noise(strength if sheet is None else strength[sheet[0]])
     floor = centre + 3.0 * sigma
     threshold = max(otsu(strength), centre + 5.0 * sigma, MIN_CONTRAST)
     mask = strength > threshold
@@ -461,6 +622,9 @@ def analyse(image: Image.Image, fast: bool = True) -> Ink:
     weak = remove_lines(weak, strength, level)
     weak = remove_lines(weak.T, strength.T, level).T
     grown = label(weak)
+    askew = remove_askew_lines(weak, strength, level, grown)
+    if askew is not weak:
+        weak, grown = askew, label(askew)
     strong = np.zeros(len(grown) + 1, bool)
     strong[grown.labels[mask & weak]] = True
     strong[0] = False
@@ -496,9 +660,10 @@ def soft_ink(ink: Ink, member: np.ndarray,
     return np.clip((strength - floor) / max(top - floor, 1e-3), 0.0, 1.0) * near
 
 
-def hull_area(mask: np.ndarray) -> float:
-    """Area of the convex hull of the ink pixels (as unit squares): the outline of each row's
-    ink suffices, so the hull is built from at most 4 corners per row (monotone chain)."""
+def hull_polygon(mask: np.ndarray) -> np.ndarray | None:
+    """The convex hull of the True pixels (as unit squares), its corners (x, y) in order; None
+    for fewer than 3 distinct corners. The outline of each row suffices, so the hull is built
+    from at most 4 corners per row (monotone chain)."""
     rows = np.nonzero(mask.any(1))[0]
     left = mask[rows].argmax(1)
     right = mask.shape[1] - mask[rows, ::-1].argmax(1)
@@ -506,7 +671,7 @@ def hull_area(mask: np.ndarray) -> float:
         np.stack([left, rows], 1), np.stack([left, rows + 1], 1),
         np.stack([right, rows], 1), np.stack([right, rows + 1], 1)]), axis=0)
     if len(points) < 3:
-        return float(mask.sum())
+        return None
 
     def turn(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> int:  # > 0: counter-clockwise
         return int((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
@@ -520,7 +685,14 @@ def hull_area(mask: np.ndarray) -> float:
         return out
 
     lower, upper = chain(points), chain(points[::-1])
-    hull = np.array(lower[:-1] + upper[:-1], dtype=np.float64)
+    return np.array(lower[:-1] + upper[:-1], dtype=np.float64)
+
+
+def hull_area(mask: np.ndarray) -> float:
+    """Area of the convex hull of the ink pixels (as unit squares)."""
+    hull = hull_polygon(mask)
+    if hull is None:
+        return float(mask.sum())
     x, y = hull[:, 0], hull[:, 1]
     return 0.5 * abs(float(x @ np.roll(y, 1) - y @ np.roll(x, 1)))
 
