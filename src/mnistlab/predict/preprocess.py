@@ -417,8 +417,8 @@ def find_sheet(image: Image.Image, gray: np.ndarray) -> tuple[np.ndarray, np.nda
         return None
     step = float(np.median(paperlike[inside]) - np.median(paperlike[outside]))
     contrast = float(np.median(paperlike[piece]) - np.median(paperlike[table]))
-    if step < max(SHEET_STEP, SHEET_SHARP * contrast):
-        return None
+    if contrast < SHEET_STEP or step < max(SHEET_STEP, SHEET_SHARP * contrast):
+        return None  # no table (paper beyond a margin line), or no edge (a soft shadow)
     # The paper's level, ink taken out (a small maximum filter), carried out over the table
     # from the nearest sheet pixels (repeated 3x3 maxima, only where still unknown).
     known = inner
@@ -432,22 +432,28 @@ def find_sheet(image: Image.Image, gray: np.ndarray) -> tuple[np.ndarray, np.nda
     full = (w, h)
     paper = np.asarray(Image.fromarray(level, mode="F").resize(full, Image.Resampling.BILINEAR),
                        dtype=np.float32)
-    # 3 px in (about 4% of the shorter side): the edge's blur and JPEG ringing stay outside.
-    mask = np.asarray(Image.fromarray(erode(inner).astype(np.uint8) * 255).resize(
+    # 3 px in (about 4% of the shorter side), from the frame's edge too (where a sliver of
+    # table thinner than a pixel here may lie): the edge's blur and ringing stay outside.
+    core = np.pad(sheet, 1)
+    for _ in range(3):
+        core = erode(core)
+    mask = np.asarray(Image.fromarray(core[1:-1, 1:-1].astype(np.uint8) * 255).resize(
         full, Image.Resampling.BILINEAR)) > 127
     return mask, np.where(mask, gray, paper).astype(np.float32)
 
 
-def line_bands(strength: np.ndarray, level: float) -> Iterator[tuple[int, int, int, int]]:
+def line_bands(strength: np.ndarray, level: float, spare: int = 0
+               ) -> Iterator[tuple[int, int, int, int]]:
     """Ruled lines as (c0, c1, r0, r1): rows r0..r1 of the strip of columns c0..c1. In each of
     4 vertical strips (so that a line may slant a little), a row is part of a line when one
     unbroken run of ink-like pixels (strength above `level`) crosses 90% of the strip: digits
     leave gaps between them, a printed line does not. Only thin bands of such rows are
-    lines: a thick band is a stroke or a shadow."""
+    lines: a thick band is a stroke or a shadow (`spare` rows more are allowed, for a band
+    widened on purpose)."""
     h, w = strength.shape
     if min(h, w) < 48:  # a small picture is a drawing or a crop, not a ruled sheet
         return
-    thick = max(3, round(h / 80))
+    thick = max(3, round(h / 80)) + spare
     strips = 4 if w >= 160 else 1
     bounds = np.linspace(0, w, strips + 1).astype(int)
     for c0, c1 in pairwise(bounds):
@@ -469,13 +475,14 @@ def line_bands(strength: np.ndarray, level: float) -> Iterator[tuple[int, int, i
                 yield int(c0), int(c1), int(r0), int(r1)
 
 
-def remove_lines(mask: np.ndarray, strength: np.ndarray, level: float) -> np.ndarray:
+def remove_lines(mask: np.ndarray, strength: np.ndarray, level: float,
+                 spare: int = 0) -> np.ndarray:
     """Drop ruled (and, on the transposed arrays, squared) paper lines (line_bands). Where a
     stroke crosses a line (ink just above and just below the band) the pixels are kept, so
     the digit is not cut."""
     h = mask.shape[0]
     out = mask.copy()
-    for c0, c1, r0, r1 in line_bands(strength, level):
+    for c0, c1, r0, r1 in line_bands(strength, level, spare):
         # Stroke pixels just beyond the band (the band may be a pixel wider in the mask).
         above = mask[max(r0 - 2, 0), c0:c1] if r0 > 1 else np.zeros(c1 - c0, bool)
         below = mask[min(r1 + 1, h - 1), c0:c1] if r1 < h - 1 else np.zeros(c1 - c0, bool)
@@ -485,7 +492,8 @@ def remove_lines(mask: np.ndarray, strength: np.ndarray, level: float) -> np.nda
     return out
 
 
-LONG_LINE = 0.6  # a piece this long (share of the picture's width or height) may be a line
+LONG_LINE = 0.4  # a piece this long (share of the picture's width or height) may be a line
+FULL_LINE = 0.7  # a paper line's band holds ink over at least this share of the picture
 MAX_SLANT = 0.1  # askew lines are looked for up to this slope (about 6 degrees)
 
 
@@ -512,21 +520,25 @@ def shear_index(shape: tuple[int, int], slope: float) -> tuple[np.ndarray, np.nd
 
 
 def remove_askew_lines(mask: np.ndarray, strength: np.ndarray, level: float,
-                       pieces: Components) -> np.ndarray:
+                       pieces: Components, lined: np.ndarray) -> np.ndarray:
     """Ruled lines and margin lines photographed a little askew (line_bands finds lines within
-    about 2 degrees of level): a piece of ink that spans LONG_LINE of the picture's width (or
-    height) is measured for the slope it lies along, the picture is sheared so that it lies
-    level, and remove_lines drops its thin line bands there (strokes that cross a line are
-    kept, as for level lines). Only the long pieces' own pixels are touched, so nothing else
-    can be taken for a line. Returns `mask` itself when there is nothing to do."""
+    about 2 degrees of level, and may have taken only parts of them: `lined`).
+
+    A piece of ink that spans LONG_LINE of the picture's width (or height) is measured for the
+    slope it lies along; it is a paper line when its band (the rows of its peak, sheared
+    level), counting what was already removed, holds ink across FULL_LINE of the picture: a
+    stroke of a digit, however straight and thin, does not run across the page. Then the
+    picture is sheared so that the line lies level, remove_lines drops its thin bands there
+    (strokes that cross it are kept, as for level lines), and the other pieces that lie wholly
+    within the band (where the line fades it falls apart) go with it. Only those pixels are
+    touched. Returns `mask` itself when there is nothing to do."""
     h, w = mask.shape
     if min(h, w) < 48 or len(pieces) == 0:
         return mask
     out = mask
     for transposed in (False, True):
         span = (pieces.y1 - pieces.y0) if transposed else (pieces.x1 - pieces.x0)
-        long = np.nonzero(span >= LONG_LINE * (h if transposed else w))[0]
-        for k in long:
+        for k in np.nonzero(span >= LONG_LINE * (h if transposed else w))[0]:
             m = out.T if transposed else out
             labels = pieces.labels.T if transposed else pieces.labels
             st = strength.T if transposed else strength
@@ -536,6 +548,19 @@ def remove_askew_lines(mask: np.ndarray, strength: np.ndarray, level: float,
             slope = line_slope(rows[::step], cols[::step])
             if abs(slope) < 1e-9:
                 continue  # level: remove_lines has had its chance
+            shift = np.rint(slope * (np.arange(m.shape[1]) - m.shape[1] / 2)).astype(np.int64)
+            band = np.bincount(rows - shift[cols] + m.shape[1])  # offset: never negative
+            peak = int(np.argmax(band))
+            lo = hi = peak
+            while lo > 0 and band[lo - 1] >= 0.25 * band[peak]:
+                lo -= 1
+            while hi + 1 < len(band) and band[hi + 1] >= 0.25 * band[peak]:
+                hi += 1
+            lo, hi = lo - m.shape[1] - 1, hi - m.shape[1] + 1  # a row either side
+            ys, xs = np.nonzero(m | (lined.T if transposed else lined))
+            on_line = (ys - shift[xs] >= lo) & (ys - shift[xs] <= hi)
+            if np.unique(xs[on_line]).size < FULL_LINE * m.shape[1]:
+                continue  # not across the picture: a stroke, not a line
             source, inside = shear_index(m.shape, slope)
             columns = np.broadcast_to(np.arange(m.shape[1]), m.shape)
             sheared = m[source, columns] & inside
@@ -546,13 +571,20 @@ def remove_askew_lines(mask: np.ndarray, strength: np.ndarray, level: float,
             fat[:-1] |= sheared[1:]
             fat_strength[1:] = np.maximum(fat_strength[1:], fat_strength[:-1])
             fat_strength[:-1] = np.maximum(fat_strength[:-1], st[source, columns][1:])
-            gone = sheared & ~remove_lines(fat, fat_strength, level)
+            gone = sheared & ~remove_lines(fat, fat_strength, level, spare=2)
             dropped = np.zeros_like(m)
             dropped[source[gone], columns[gone]] = True
             dropped &= piece
-            if dropped.any():
-                m = m & ~dropped
-                out = m.T if transposed else m
+            if not dropped.any():
+                continue
+            ys, xs = np.nonzero(labels)
+            outside = np.zeros(len(pieces) + 1, bool)
+            off = (ys - shift[xs] < lo) | (ys - shift[xs] > hi)
+            outside[labels[ys, xs][off]] = True
+            within = ~outside
+            within[0] = within[k + 1] = False
+            m = m & ~dropped & ~within[labels]
+            out = m.T if transposed else m
     return out
 
 
@@ -618,11 +650,11 @@ def analyse(image: Image.Image, fast: bool = True) -> Ink:
     level = max(floor, 0.5 * MIN_CONTRAST)
     # Hysteresis: pieces are grown through fainter ink (half the threshold) and kept when
     # they hold some strong ink, so a stroke that fades for a moment stays one piece.
-    weak = strength > max(level, 0.5 * threshold)
-    weak = remove_lines(weak, strength, level)
+    raw = strength > max(level, 0.5 * threshold)
+    weak = remove_lines(raw, strength, level)
     weak = remove_lines(weak.T, strength.T, level).T
     grown = label(weak)
-    askew = remove_askew_lines(weak, strength, level, grown)
+    askew = remove_askew_lines(weak, strength, level, grown, raw & ~weak)
     if askew is not weak:
         weak, grown = askew, label(askew)
     strong = np.zeros(len(grown) + 1, bool)
