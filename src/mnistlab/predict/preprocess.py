@@ -557,6 +557,8 @@ def remove_askew_lines(mask: np.ndarray, strength: np.ndarray, level: float,
             while hi + 1 < len(band) and band[hi + 1] >= 0.25 * band[peak]:
                 hi += 1
             lo, hi = lo - m.shape[1] - 1, hi - m.shape[1] + 1  # a row either side
+            if hi - lo > max(3, round(m.shape[0] / 80)) + 4:
+                continue  # a thick band: a stroke (as line_bands, with the rows added here)
             ys, xs = np.nonzero(m | (lined.T if transposed else lined))
             on_line = (ys - shift[xs] >= lo) & (ys - shift[xs] <= hi)
             if np.unique(xs[on_line]).size < FULL_LINE * m.shape[1]:
