@@ -388,8 +388,9 @@ def find_sheet(image: Image.Image, gray: np.ndarray) -> tuple[np.ndarray, np.nda
     or more, leave at least 5% of it to the table, and end in a sharp step: a soft shadow's
     edge or a light gradient, which Otsu splits as well, changes slowly across it."""
     h, w = gray.shape
-    if min(h, w) < SHEET_SIDE:
-        return None
+    ring = border(gray)
+    if min(h, w) < SHEET_SIDE or (ring == ring[0]).all():
+        return None  # too small, or a border of one exact value: a canvas, not a photo
     factor = SHEET_SIDE / min(h, w)
     sw, sh = max(SHEET_SIDE, round(w * factor)), max(SHEET_SIDE, round(h * factor))
     small, paperlike = sheet_features(image, gray, (sw, sh))
