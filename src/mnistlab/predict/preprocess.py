@@ -494,7 +494,8 @@ def remove_lines(mask: np.ndarray, strength: np.ndarray, level: float,
 
 
 LONG_LINE = 0.4  # a piece this long (share of the picture's width or height) may be a line
-FULL_LINE = 0.7  # a paper line's band holds ink over at least this share of the picture
+FULL_LINE = 0.7  # a paper line's band holds ink over at least this share of the paper ...
+END_GAP = 0.05  # ... and reaches within this share of it of both of the paper's edges
 MAX_SLANT = 0.1  # askew lines are looked for up to this slope (about 6 degrees)
 
 
@@ -520,75 +521,131 @@ def shear_index(shape: tuple[int, int], slope: float) -> tuple[np.ndarray, np.nd
     return np.clip(source, 0, h - 1), (source >= 0) & (source < h)
 
 
-def remove_askew_lines(mask: np.ndarray, strength: np.ndarray, level: float,
-                       pieces: Components, lined: np.ndarray) -> np.ndarray:
-    """Ruled lines and margin lines photographed a little askew (line_bands finds lines within
-    about 2 degrees of level, and may have taken only parts of them: `lined`).
+def sheared_lines(mask: np.ndarray, strength: np.ndarray, level: float,
+                  slope: float) -> np.ndarray:
+    """remove_lines along `slope` (rows per column) instead of level: the picture sheared so
+    that such lines lie level, their thin bands dropped there, the rest kept."""
+    source, inside = shear_index(mask.shape, slope)
+    columns = np.broadcast_to(np.arange(mask.shape[1]), mask.shape)
+    sheared = mask[source, columns] & inside
+    st = strength[source, columns]
+    # Sheared by whole pixels, a thin line zigzags between two rows: each row is widened by
+    # one pixel up and down, so that it lies in one unbroken band (2 rows spare for that).
+    fat, fat_strength = sheared.copy(), st.copy()
+    fat[1:] |= sheared[:-1]
+    fat[:-1] |= sheared[1:]
+    fat_strength[1:] = np.maximum(fat_strength[1:], st[:-1])
+    fat_strength[:-1] = np.maximum(fat_strength[:-1], st[1:])
+    gone = sheared & ~remove_lines(fat, fat_strength, level, spare=2)
+    out = mask.copy()
+    out[source[gone], columns[gone]] = False
+    return out
 
-    A piece of ink that spans LONG_LINE of the picture's width (or height) is measured for the
-    slope it lies along; it is a paper line when its band (the rows of its peak, sheared
-    level), counting what was already removed, holds ink across FULL_LINE of the picture: a
-    stroke of a digit, however straight and thin, does not run across the page. Then the
-    picture is sheared so that the line lies level, remove_lines drops its thin bands there
-    (strokes that cross it are kept, as for level lines), and the other pieces that lie wholly
-    within the band (where the line fades it falls apart) go with it. Only those pixels are
-    touched. Returns `mask` itself when there is nothing to do."""
+
+def paper_line(m: np.ndarray, lined: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+               paper: np.ndarray | None) -> tuple[float, int, int] | None:
+    """Whether the pixels (rows, cols) lie along a printed line, nearly level, of the paper:
+    (slope, lo, hi: its band of sheared rows) or None. See remove_askew_lines."""
+    step = max(1, rows.size // 4000)  # a sample suffices to measure the slope
+    slope = line_slope(rows[::step], cols[::step])
+    if abs(slope) < 1e-9:
+        return None  # level: remove_lines has had its chance
+    n = m.shape[1]
+    shift = np.rint(slope * (np.arange(n) - n / 2)).astype(np.int64)
+    band = np.bincount(rows - shift[cols] + n)  # offset by n: never negative
+    peak = int(np.argmax(band))
+    lo = hi = peak
+    while lo > 0 and band[lo - 1] >= 0.25 * band[peak]:
+        lo -= 1
+    while hi + 1 < len(band) and band[hi + 1] >= 0.25 * band[peak]:
+        hi += 1
+    lo, hi = lo - n - 1, hi - n + 1  # a row either side
+    if hi - lo > max(3, round(m.shape[0] / 80)) + 4:
+        return None  # a thick band: a stroke (as line_bands, with the rows added here)
+    # Where the line would run: its middle row at each column, on the paper.
+    path = np.rint((lo + hi) / 2 + shift).astype(np.int64)
+    along = (path >= 0) & (path < m.shape[0])
+    if paper is not None:
+        along[along] = paper[path[along], np.nonzero(along)[0]]
+    ys, xs = np.nonzero(m | lined)
+    on_line = (ys - shift[xs] >= lo) & (ys - shift[xs] <= hi)
+    covered = np.zeros(n, bool)
+    covered[xs[on_line]] = True
+    covered &= along
+    ends = np.nonzero(along)[0]
+    if not covered.any():
+        return None
+    inked = np.nonzero(covered)[0]
+    reach = END_GAP * ends.size
+    if (covered.sum() < FULL_LINE * ends.size or inked[0] - ends[0] > reach
+            or ends[-1] - inked[-1] > reach):
+        return None  # not from edge to edge of the paper: a stroke, not a line
+    return slope, lo, hi
+
+
+def remove_askew_lines(mask: np.ndarray, strength: np.ndarray, level: float,
+                       pieces: Components, lined: tuple[np.ndarray, np.ndarray],
+                       paper: np.ndarray | None = None) -> np.ndarray:
+    """Ruled lines and margin lines photographed a little askew. line_bands finds lines within
+    about 2 degrees of level, and may have taken only parts of them (`lined`: what the level
+    passes removed, along rows and along columns).
+
+    A piece of ink that spans LONG_LINE of the picture's width (or height), or what the
+    level pass took in that direction, is measured for the slope it lies along; it is a line
+    of the paper when its band (the rows of its peak, sheared level), counting what was
+    already removed, is thin and holds ink along FULL_LINE of the paper (the picture, or
+    `paper`: the sheet found on a table) and to within END_GAP of both its edges: printed
+    lines run from edge to edge, a stroke of a digit, however straight and thin, stops short
+    of them. Then, the page's slant now known, remove_lines runs along it and across it (the
+    other rules, a second margin line), and the line's band goes, except where a stroke
+    crosses it (ink just beyond it on both sides). Returns `mask` itself when there is no
+    such line."""
     h, w = mask.shape
     if min(h, w) < 48 or len(pieces) == 0:
         return mask
-    out = mask
+    found = None
     for transposed in (False, True):
+        m = mask.T if transposed else mask
+        labels = pieces.labels.T if transposed else pieces.labels
+        done = lined[1].T if transposed else lined[0]
         span = (pieces.y1 - pieces.y0) if transposed else (pieces.x1 - pieces.x0)
-        for k in np.nonzero(span >= LONG_LINE * (h if transposed else w))[0]:
-            m = out.T if transposed else out
-            labels = pieces.labels.T if transposed else pieces.labels
-            st = strength.T if transposed else strength
-            piece = labels == k + 1
-            rows, cols = np.nonzero(piece)
-            step = max(1, rows.size // 4000)  # a sample suffices to measure the slope
-            slope = line_slope(rows[::step], cols[::step])
-            if abs(slope) < 1e-9:
-                continue  # level: remove_lines has had its chance
-            shift = np.rint(slope * (np.arange(m.shape[1]) - m.shape[1] / 2)).astype(np.int64)
-            band = np.bincount(rows - shift[cols] + m.shape[1])  # offset: never negative
-            peak = int(np.argmax(band))
-            lo = hi = peak
-            while lo > 0 and band[lo - 1] >= 0.25 * band[peak]:
-                lo -= 1
-            while hi + 1 < len(band) and band[hi + 1] >= 0.25 * band[peak]:
-                hi += 1
-            lo, hi = lo - m.shape[1] - 1, hi - m.shape[1] + 1  # a row either side
-            if hi - lo > max(3, round(m.shape[0] / 80)) + 4:
-                continue  # a thick band: a stroke (as line_bands, with the rows added here)
-            ys, xs = np.nonzero(m | (lined.T if transposed else lined))
-            on_line = (ys - shift[xs] >= lo) & (ys - shift[xs] <= hi)
-            if np.unique(xs[on_line]).size < FULL_LINE * m.shape[1]:
-                continue  # not across the picture: a stroke, not a line
-            source, inside = shear_index(m.shape, slope)
-            columns = np.broadcast_to(np.arange(m.shape[1]), m.shape)
-            sheared = m[source, columns] & inside
-            # Sheared by whole pixels, a thin line zigzags between two rows: each row is
-            # widened by one pixel up and down, so that it lies in one unbroken band.
-            fat, fat_strength = sheared.copy(), st[source, columns]
-            fat[1:] |= sheared[:-1]
-            fat[:-1] |= sheared[1:]
-            fat_strength[1:] = np.maximum(fat_strength[1:], fat_strength[:-1])
-            fat_strength[:-1] = np.maximum(fat_strength[:-1], st[source, columns][1:])
-            gone = sheared & ~remove_lines(fat, fat_strength, level, spare=2)
-            dropped = np.zeros_like(m)
-            dropped[source[gone], columns[gone]] = True
-            dropped &= piece
-            if not dropped.any():
-                continue
-            ys, xs = np.nonzero(labels)
-            outside = np.zeros(len(pieces) + 1, bool)
-            off = (ys - shift[xs] < lo) | (ys - shift[xs] > hi)
-            outside[labels[ys, xs][off]] = True
-            within = ~outside
-            within[0] = within[k + 1] = False
-            m = m & ~dropped & ~within[labels]
-            out = m.T if transposed else m
-    return out
+        seeds = [np.nonzero(labels == k + 1)
+                 for k in np.nonzero(span >= LONG_LINE * m.shape[1])[0]]
+        if np.count_nonzero(done) >= LONG_LINE * m.shape[1]:
+            seeds.append(np.nonzero(done))
+        for rows, cols in seeds:
+            line = paper_line(m, done, rows, cols, None if paper is None
+                              else paper.T if transposed else paper)
+            if line is not None:
+                found = transposed, line
+                break
+        if found is not None:
+            break
+    if found is None:
+        return mask
+    transposed, (slope, lo, hi) = found
+    m = mask.T if transposed else mask
+    st = strength.T if transposed else strength
+    # The page's slant now known: lines along the found one and across it (the rules, a
+    # second margin line) first, so that a rule crossing it is not taken for a stroke.
+    m = sheared_lines(m, st, level, slope)
+    m = sheared_lines(m.T, st.T, level, -slope).T  # across: the same page turned as much
+    n = m.shape[1]
+    shift = np.rint(slope * (np.arange(n) - n / 2)).astype(np.int64)
+    columns = np.arange(n)
+
+    def ink_at(offset: int) -> np.ndarray:  # ink in sheared row `offset`, column by column
+        r = offset + shift
+        ok = (r >= 0) & (r < m.shape[0])
+        out = np.zeros(n, bool)
+        out[ok] = m[r[ok], columns[ok]]
+        return out
+
+    crossing = widen(widen(ink_at(lo - 2)) & widen(ink_at(hi + 2)))
+    ys, xs = np.nonzero(m)
+    on_band = (ys - shift[xs] >= lo) & (ys - shift[xs] <= hi) & ~crossing[xs]
+    m[ys[on_band], xs[on_band]] = False
+    return m.T if transposed else m
 
 
 def paper_noise(strength: np.ndarray) -> tuple[float, float]:
@@ -654,10 +711,12 @@ def analyse(image: Image.Image, fast: bool = True) -> Ink:
     # Hysteresis: pieces are grown through fainter ink (half the threshold) and kept when
     # they hold some strong ink, so a stroke that fades for a moment stays one piece.
     raw = strength > max(level, 0.5 * threshold)
-    weak = remove_lines(raw, strength, level)
-    weak = remove_lines(weak.T, strength.T, level).T
+    level_rows = remove_lines(raw, strength, level)
+    weak = remove_lines(level_rows.T, strength.T, level).T
     grown = label(weak)
-    askew = remove_askew_lines(weak, strength, level, grown, raw & ~weak)
+    askew = remove_askew_lines(weak, strength, level, grown,
+                               (raw & ~level_rows, level_rows & ~weak),
+                               None if sheet is None else sheet[0])
     if askew is not weak:
         weak, grown = askew, label(askew)
     strong = np.zeros(len(grown) + 1, bool)
