@@ -548,9 +548,9 @@ def paper_line(m: np.ndarray, lined: np.ndarray, rows: np.ndarray, cols: np.ndar
     (slope, lo, hi: its band of sheared rows) or None. See remove_askew_lines."""
     step = max(1, rows.size // 4000)  # a sample suffices to measure the slope
     slope = line_slope(rows[::step], cols[::step])
-    if abs(slope) < 1e-9:
-        return None  # level: remove_lines has had its chance
     n = m.shape[1]
+    if abs(slope) * n < 2:
+        return None  # level within a pixel or two: remove_lines has had its chance
     shift = np.rint(slope * (np.arange(n) - n / 2)).astype(np.int64)
     band = np.bincount(rows - shift[cols] + n)  # offset by n: never negative
     peak = int(np.argmax(band))
