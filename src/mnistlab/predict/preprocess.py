@@ -8,12 +8,14 @@ A photo is not a scan: the light drifts across the sheet, shadows fall on it, th
 ruled, and the digit may be small in a large picture. So (docs/predict.md has the details):
 
     grayscale (transparent pixels composited on white), large photos reduced to 1024 px
+    -> a sheet photographed lying on a table: the table painted over in the paper's level
     -> invert when the ink is darker than the background (the border pixels)
     -> estimate the paper's brightness locally (a coarse grid of low percentiles, opened so
        that strokes drop out) and measure ink relative to it (1 - pixel / paper), which
        cancels uneven light and soft shadows
     -> adaptive threshold (Otsu on that illumination-free ink map, never below the paper's
-       noise floor), ruled or squared paper lines dropped, connected pieces labelled
+       noise floor), ruled or squared paper lines dropped (level, or askew from edge to
+       edge of the paper, a margin line too), connected pieces labelled
     -> keep the digit's connected ink (the largest, most central piece and the pieces close
        to it), drop specks and stray marks
     -> crop to it -> longer side to 20 px -> centre by centre of mass in 28x28.
