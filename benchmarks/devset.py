@@ -28,7 +28,10 @@ A picture is ink (a float mask, 1 = ink) put on paper under one named condition:
     margin       notebook paper: a red or pink vertical margin line beside the ink, faint rules
 
 "desk" and "margin" were added after the held-out set showed these two kinds of photo to fail
-(docs/evaluation.md); they come last, so that every other condition's pictures are unchanged.
+(docs/evaluation.md); they come last, so that the single digits of every other condition are
+the same pictures as before, for the same seed. Whole numbers and non-digits take the
+conditions in turn, so from the 10th number and the 12th non-digit of a kind on, they are the
+same ink as before under a condition that may differ.
 
 Letters for non-digits avoid those that look like digits: O o Q D (0), I l i j J L T t (1,
 7), Z z (2), E (3), A h y (4), S s (5), G b (6), B (8), g q a (9), and also c C e v V u U
