@@ -8,12 +8,14 @@ A photo is not a scan: the light drifts across the sheet, shadows fall on it, th
 ruled, and the digit may be small in a large picture. So (docs/predict.md has the details):
 
     grayscale (transparent pixels composited on white), large photos reduced to 1024 px
+    -> a sheet photographed lying on a table: the table painted over in the paper's level
     -> invert when the ink is darker than the background (the border pixels)
     -> estimate the paper's brightness locally (a coarse grid of low percentiles, opened so
        that strokes drop out) and measure ink relative to it (1 - pixel / paper), which
        cancels uneven light and soft shadows
     -> adaptive threshold (Otsu on that illumination-free ink map, never below the paper's
-       noise floor), ruled or squared paper lines dropped, connected pieces labelled
+       noise floor), ruled or squared paper lines dropped (level, or askew from edge to
+       edge of the paper, a margin line too), connected pieces labelled
     -> keep the digit's connected ink (the largest, most central piece and the pieces close
        to it), drop specks and stray marks
     -> crop to it -> longer side to 20 px -> centre by centre of mass in 28x28.
@@ -39,7 +41,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFilter, ImageOps, UnidentifiedImageError
 
 from mnistlab.data.framing import SIZE, frame
 from mnistlab.errors import MnistlabError
@@ -355,16 +357,113 @@ def clean_ink(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | np.float32] | 
     return v, paper
 
 
-def line_bands(strength: np.ndarray, level: float) -> Iterator[tuple[int, int, int, int]]:
+# ---- the sheet on a table ----------------------------------------------------------------
+
+SHEET_SIDE = 80  # the sheet is looked for with the shorter side reduced to this many pixels
+SHEET_STEP = 0.12  # its edge: a brightness step at least this large ...
+SHEET_SHARP = 0.6  # ... and at least this share of the sheet-to-table contrast, within 5 px
+
+
+def sheet_features(image: Image.Image, gray: np.ndarray, size: tuple[int, int]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The picture reduced to `size` (w, h): its grey levels and its paper-likeness (bright
+    and unsaturated: grey level times 1 - saturation; grey level alone for a grey picture)."""
+    if image.mode != "RGB":
+        small = np.asarray(Image.fromarray(gray, mode="F").resize(size, Image.Resampling.BOX),
+                           dtype=np.float32)
+        return small, small
+    rgb = np.asarray(image.resize(size, Image.Resampling.BOX), dtype=np.float32)
+    # PIL's grey levels (ITU-R 601-2 luma), averaged: the same as reducing `gray`, cheaper.
+    small = (rgb @ np.array([0.299, 0.587, 0.114], np.float32)) / 255.0
+    top = rgb.max(2)
+    saturation = (top - rgb.min(2)) / np.maximum(top, 1.0)
+    return small, small * (1.0 - saturation)
+
+
+def find_sheet(image: Image.Image, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """A sheet of paper photographed lying on a table, part of the table in view: where the
+    sheet is (bool, gray's shape, a little inside its edge) and the picture with the table
+    painted over in the sheet's own paper level, so that nothing after this sees the table
+    or the sheet's edge as ink. None when the picture is not that.
+
+    The sheet is the largest connected bright, unsaturated region (Otsu's split of the
+    paper-likeness, on the picture reduced to SHEET_SIDE) taken with its convex hull (ink
+    inside it is sheet too); it must fill that hull (a quadrilateral), cover half the picture
+    or more, leave at least 5% of it to the table, and end in a sharp step: a soft shadow's
+    edge or a light gradient, which Otsu splits as well, changes slowly across it."""
+    h, w = gray.shape
+    ring = border(gray)
+    if min(h, w) < SHEET_SIDE or (ring == ring[0]).all():
+        return None  # too small, or a border of one exact value: a canvas, not a photo
+    factor = SHEET_SIDE / min(h, w)
+    sw, sh = max(SHEET_SIDE, round(w * factor)), max(SHEET_SIDE, round(h * factor))
+    small, paperlike = sheet_features(image, gray, (sw, sh))
+    bright = paperlike > otsu(np.clip(paperlike, 0.0, 1.0))
+    # The table lies outside a convex sheet, so it reaches the frame's edge: 5% of the
+    # picture there touches at least 15% of the edge (a corner). Bright all round: no table.
+    edge = border(bright)
+    if np.count_nonzero(~edge) < 0.1 * edge.size:
+        return None
+    pieces = label(bright)
+    if len(pieces) == 0:
+        return None
+    piece = pieces.labels == int(np.argmax(pieces.area)) + 1
+    hull = hull_polygon(piece)
+    if hull is None:
+        return None
+    outline = Image.new("L", (sw, sh), 0)
+    ImageDraw.Draw(outline).polygon([(float(x), float(y)) for x, y in hull], fill=1)
+    sheet = np.asarray(outline, dtype=bool)
+    table = ~sheet
+    n = sheet.size
+    if not 0.05 * n <= np.count_nonzero(table) <= 0.5 * n:
+        return None
+    if np.count_nonzero(piece) < 0.75 * np.count_nonzero(sheet):
+        return None  # the bright region is no quadrilateral (a textured table, a shape)
+    inner = erode(erode(sheet))
+    inside = inner & ~erode(inner)  # 2-3 px inside the hull's edge
+    outside = dilate(sheet, 7) & ~dilate(sheet, 5)  # 2-3 px outside it
+    if np.count_nonzero(inside) < 10 or np.count_nonzero(outside) < 10:
+        return None
+    step = float(np.median(paperlike[inside]) - np.median(paperlike[outside]))
+    contrast = float(np.median(paperlike[piece]) - np.median(paperlike[table]))
+    if contrast < SHEET_STEP or step < max(SHEET_STEP, SHEET_SHARP * contrast):
+        return None  # no table (paper beyond a margin line), or no edge (a soft shadow)
+    # The paper's level, ink taken out (a small maximum filter), carried out over the table
+    # from the nearest sheet pixels (repeated 3x3 maxima, only where still unknown).
+    known = inner
+    level = np.where(known, max_filter(small, 5), 0.0).astype(np.float32)
+    for _ in range(sw + sh):
+        if known.all():
+            break
+        grown = max_filter(level, 3)
+        level = np.where(known, level, grown)
+        known = dilate(known)
+    full = (w, h)
+    paper = np.asarray(Image.fromarray(level, mode="F").resize(full, Image.Resampling.BILINEAR),
+                       dtype=np.float32)
+    # 3 px in (about 4% of the shorter side), from the frame's edge too (where a sliver of
+    # table thinner than a pixel here may lie): the edge's blur and ringing stay outside.
+    core = np.pad(sheet, 1)
+    for _ in range(3):
+        core = erode(core)
+    mask = np.asarray(Image.fromarray(core[1:-1, 1:-1].astype(np.uint8) * 255).resize(
+        full, Image.Resampling.BILINEAR)) > 127
+    return mask, np.where(mask, gray, paper).astype(np.float32)
+
+
+def line_bands(strength: np.ndarray, level: float, spare: int = 0
+               ) -> Iterator[tuple[int, int, int, int]]:
     """Ruled lines as (c0, c1, r0, r1): rows r0..r1 of the strip of columns c0..c1. In each of
     4 vertical strips (so that a line may slant a little), a row is part of a line when one
     unbroken run of ink-like pixels (strength above `level`) crosses 90% of the strip: digits
     leave gaps between them, a printed line does not. Only thin bands of such rows are
-    lines: a thick band is a stroke or a shadow."""
+    lines: a thick band is a stroke or a shadow (`spare` rows more are allowed, for a band
+    widened on purpose)."""
     h, w = strength.shape
     if min(h, w) < 48:  # a small picture is a drawing or a crop, not a ruled sheet
         return
-    thick = max(3, round(h / 80))
+    thick = max(3, round(h / 80)) + spare
     strips = 4 if w >= 160 else 1
     bounds = np.linspace(0, w, strips + 1).astype(int)
     for c0, c1 in pairwise(bounds):
@@ -386,13 +485,14 @@ def line_bands(strength: np.ndarray, level: float) -> Iterator[tuple[int, int, i
                 yield int(c0), int(c1), int(r0), int(r1)
 
 
-def remove_lines(mask: np.ndarray, strength: np.ndarray, level: float) -> np.ndarray:
+def remove_lines(mask: np.ndarray, strength: np.ndarray, level: float,
+                 spare: int = 0) -> np.ndarray:
     """Drop ruled (and, on the transposed arrays, squared) paper lines (line_bands). Where a
     stroke crosses a line (ink just above and just below the band) the pixels are kept, so
     the digit is not cut."""
     h = mask.shape[0]
     out = mask.copy()
-    for c0, c1, r0, r1 in line_bands(strength, level):
+    for c0, c1, r0, r1 in line_bands(strength, level, spare):
         # Stroke pixels just beyond the band (the band may be a pixel wider in the mask).
         above = mask[max(r0 - 2, 0), c0:c1] if r0 > 1 else np.zeros(c1 - c0, bool)
         below = mask[min(r1 + 1, h - 1), c0:c1] if r1 < h - 1 else np.zeros(c1 - c0, bool)
@@ -400,6 +500,167 @@ def remove_lines(mask: np.ndarray, strength: np.ndarray, level: float) -> np.nda
         lo, hi = max(r0 - 1, 0), min(r1 + 1, h)
         out[lo:hi, c0:c1] &= crossing[None, :]
     return out
+
+
+LONG_LINE = 0.4  # a piece this long (share of the picture's width or height) may be a line
+FULL_LINE = 0.7  # a paper line's band holds ink over at least this share of the paper ...
+END_GAP = 0.05  # ... and reaches within this share of it of both of the paper's edges
+MAX_SLANT = 0.1  # askew lines are looked for up to this slope (about 6 degrees)
+
+
+def line_slope(rows: np.ndarray, cols: np.ndarray) -> float:
+    """The slope (rows per column) along which the pixels line up best: the one whose
+    sheared rows (row - slope * col) pile up highest in a single row, in steps fine enough
+    that a line drifts by under a pixel across a quarter of a 1024 px picture."""
+    slopes = np.linspace(-MAX_SLANT, MAX_SLANT, 81)
+    shifted = np.rint(rows[None, :] - slopes[:, None] * cols[None, :]).astype(np.int64)
+    shifted -= shifted.min()
+    width = int(shifted.max()) + 1
+    flat = (shifted + np.arange(len(slopes))[:, None] * width).ravel()
+    peaks = np.bincount(flat, minlength=len(slopes) * width).reshape(len(slopes), width).max(1)
+    return float(slopes[int(np.argmax(peaks))])
+
+
+def shear_index(shape: tuple[int, int], slope: float) -> tuple[np.ndarray, np.ndarray]:
+    """For each pixel of an array sheared by `slope`, the row it comes from, and whether that
+    row is inside the picture: a line of that slope becomes a row."""
+    h, w = shape
+    shift = np.rint(slope * (np.arange(w) - w / 2)).astype(np.int64)
+    source = np.arange(h)[:, None] + shift[None, :]
+    return np.clip(source, 0, h - 1), (source >= 0) & (source < h)
+
+
+def sheared_lines(mask: np.ndarray, strength: np.ndarray, level: float,
+                  slope: float) -> np.ndarray:
+    """remove_lines along `slope` (rows per column) instead of level: the picture sheared so
+    that such lines lie level, their thin bands dropped there, the rest kept."""
+    source, inside = shear_index(mask.shape, slope)
+    columns = np.broadcast_to(np.arange(mask.shape[1]), mask.shape)
+    sheared = mask[source, columns] & inside
+    st = strength[source, columns]
+    # Sheared by whole pixels, a thin line zigzags between two rows: each row is widened by
+    # one pixel up and down, so that it lies in one unbroken band (2 rows spare for that).
+    fat, fat_strength = sheared.copy(), st.copy()
+    fat[1:] |= sheared[:-1]
+    fat[:-1] |= sheared[1:]
+    fat_strength[1:] = np.maximum(fat_strength[1:], st[:-1])
+    fat_strength[:-1] = np.maximum(fat_strength[:-1], st[1:])
+    gone = sheared & ~remove_lines(fat, fat_strength, level, spare=2)
+    out = mask.copy()
+    out[source[gone], columns[gone]] = False
+    return out
+
+
+def paper_line(m: np.ndarray, lined: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+               paper: np.ndarray | None) -> tuple[float, int, int] | None:
+    """Whether the pixels (rows, cols) lie along a printed line, nearly level, of the paper:
+    (slope, lo, hi: its band of sheared rows) or None. See remove_askew_lines."""
+    step = max(1, rows.size // 4000)  # a sample suffices to measure the slope
+    slope = line_slope(rows[::step], cols[::step])
+    n = m.shape[1]
+    if abs(slope) * n < 2:
+        return None  # level within a pixel or two: remove_lines has had its chance
+    shift = np.rint(slope * (np.arange(n) - n / 2)).astype(np.int64)
+    band = np.bincount(rows - shift[cols] + n)  # offset by n: never negative
+    peak = int(np.argmax(band))
+    lo = hi = peak
+    while lo > 0 and band[lo - 1] >= 0.25 * band[peak]:
+        lo -= 1
+    while hi + 1 < len(band) and band[hi + 1] >= 0.25 * band[peak]:
+        hi += 1
+    lo, hi = lo - n - 1, hi - n + 1  # a row either side
+    if hi - lo > max(3, round(m.shape[0] / 80)) + 4:
+        return None  # a thick band: a stroke (as line_bands, with the rows added here)
+    # Where the line would run: its middle row at each column, on the paper.
+    path = np.rint((lo + hi) / 2 + shift).astype(np.int64)
+    along = (path >= 0) & (path < m.shape[0])
+    if paper is not None:
+        along[along] = paper[path[along], np.nonzero(along)[0]]
+    ys, xs = np.nonzero(m | lined)
+    on_line = (ys - shift[xs] >= lo) & (ys - shift[xs] <= hi)
+    covered = np.zeros(n, bool)
+    covered[xs[on_line]] = True
+    covered &= along
+    ends = np.nonzero(along)[0]
+    if not covered.any():
+        return None
+    inked = np.nonzero(covered)[0]
+    reach = END_GAP * ends.size
+    if (covered.sum() < FULL_LINE * ends.size or inked[0] - ends[0] > reach
+            or ends[-1] - inked[-1] > reach):
+        return None  # not from edge to edge of the paper: a stroke, not a line
+    return slope, lo, hi
+
+
+def remove_askew_lines(mask: np.ndarray, strength: np.ndarray, level: float,
+                       pieces: Components, lined: tuple[np.ndarray, np.ndarray],
+                       paper: np.ndarray | None = None) -> np.ndarray:
+    """Ruled lines and margin lines photographed a little askew. line_bands finds lines within
+    about 2 degrees of level, and may have taken only parts of them (`lined`: what the level
+    passes removed, along rows and along columns).
+
+    A piece of ink that spans LONG_LINE of the picture's width (or height), or what the
+    level pass took in that direction, is measured for the slope it lies along; it is a line
+    of the paper when its band (the rows of its peak, sheared level), counting what was
+    already removed, is thin and holds ink along FULL_LINE of the paper (the picture, or
+    `paper`: the sheet found on a table) and to within END_GAP of both its edges: printed
+    lines run from edge to edge, a stroke of a digit, however straight and thin, stops short
+    of them. Then, the page's slant now known, remove_lines runs along it and across it (the
+    other rules, a second margin line), and the line's band goes, except where a stroke
+    crosses it (ink just beyond it on both sides). Returns `mask` itself when there is no
+    such line."""
+    h, w = mask.shape
+    if min(h, w) < 48 or len(pieces) == 0:
+        return mask
+    found = None
+    for transposed in (False, True):
+        m = mask.T if transposed else mask
+        labels = pieces.labels.T if transposed else pieces.labels
+        done = lined[1].T if transposed else lined[0]
+        if paper is None:  # a line nearly level reaches one end of the picture at least (the
+            # other it may leave through a side): no ink there, nothing to measure
+            end = int(np.ceil(END_GAP * m.shape[1])) + 1
+            if not (m[:, :end].any() or done[:, :end].any() or m[:, -end:].any()
+                    or done[:, -end:].any()):
+                continue
+        span = (pieces.y1 - pieces.y0) if transposed else (pieces.x1 - pieces.x0)
+        seeds = [np.nonzero(labels == k + 1)
+                 for k in np.nonzero(span >= LONG_LINE * m.shape[1])[0]]
+        if np.count_nonzero(done) >= LONG_LINE * m.shape[1]:
+            seeds.append(np.nonzero(done))
+        for rows, cols in seeds:
+            line = paper_line(m, done, rows, cols, None if paper is None
+                              else paper.T if transposed else paper)
+            if line is not None:
+                found = transposed, line
+                break
+        if found is not None:
+            break
+    if found is None:
+        return mask
+    transposed, (slope, lo, hi) = found
+    m = mask.T if transposed else mask
+    st = strength.T if transposed else strength
+    # The page's slant now known: lines along the found one and across it (the rules, a
+    # second margin line) first, so that a rule crossing it is not taken for a stroke.
+    m = sheared_lines(m, st, level, slope)
+    m = sheared_lines(m.T, st.T, level, -slope).T  # across: the same page turned as much
+    n = m.shape[1]
+    shift = np.rint(slope * (np.arange(n) - n / 2)).astype(np.int64)
+    columns = np.arange(n)
+
+    def ink_at(offset: int) -> np.ndarray:  # ink in sheared row `offset`, column by column
+        r = offset + shift
+        ok = (r >= 0) & (r < m.shape[0])
+        out = np.zeros(n, bool)
+        out[ok] = m[r[ok], columns[ok]]
+        return out
+
+    crossing = widen(widen(ink_at(lo - 2)) & widen(ink_at(hi + 2)))
+    ys, xs = np.nonzero(m)
+    on_band = (ys - shift[xs] >= lo) & (ys - shift[xs] <= hi) & ~crossing[xs]
+    m[ys[on_band], xs[on_band]] = False
+    return m.T if transposed else m
 
 
 def paper_noise(strength: np.ndarray) -> tuple[float, float]:
@@ -440,15 +701,22 @@ def analyse(image: Image.Image, fast: bool = True) -> Ink:
         gray = np.asarray(Image.fromarray(gray, mode="F").resize(size, Image.Resampling.BOX),
                           dtype=np.float32)
     clean = clean_ink(gray) if fast else None
+    # A photo of a sheet lying on a table: the table is painted over in the paper's level
+    # (a canvas, clean, has no table: its fast path stays as it was).
+    sheet = find_sheet(image, gray) if clean is None else None
+    if sheet is not None:
+        gray = sheet[1]
     v, bg = ink_up_local(gray) if clean is None else clean
     # Ink relative to the paper: for dark ink on paper this is 1 - pixel / paper, so a shadow
     # that dims paper and ink alike leaves it unchanged.
     strength = np.clip((v - bg) / np.maximum(1.0 - bg, 0.05), 0.0, 1.0)
+    if sheet is not None:
+        strength[~sheet[0]] = 0.0
     if float(strength.max()) < MIN_CONTRAST:
         raise MnistlabError("empty image: no ink found")
     # The paper's noise, robustly over the whole picture (ink covers well under half of
     # it); Otsu alone would split the noise itself when the digit is a speck in a big photo.
-    centre, sigma = paper_noise(strength)
+    centre, sigma = paper_noise(strength if sheet is None else strength[sheet[0]])
     floor = centre + 3.0 * sigma
     threshold = max(otsu(strength), centre + 5.0 * sigma, MIN_CONTRAST)
     mask = strength > threshold
@@ -457,10 +725,15 @@ def analyse(image: Image.Image, fast: bool = True) -> Ink:
     level = max(floor, 0.5 * MIN_CONTRAST)
     # Hysteresis: pieces are grown through fainter ink (half the threshold) and kept when
     # they hold some strong ink, so a stroke that fades for a moment stays one piece.
-    weak = strength > max(level, 0.5 * threshold)
-    weak = remove_lines(weak, strength, level)
-    weak = remove_lines(weak.T, strength.T, level).T
+    raw = strength > max(level, 0.5 * threshold)
+    level_rows = remove_lines(raw, strength, level)
+    weak = remove_lines(level_rows.T, strength.T, level).T
     grown = label(weak)
+    askew = remove_askew_lines(weak, strength, level, grown,
+                               (raw & ~level_rows, level_rows & ~weak),
+                               None if sheet is None else sheet[0])
+    if askew is not weak:
+        weak, grown = askew, label(askew)
     strong = np.zeros(len(grown) + 1, bool)
     strong[grown.labels[mask & weak]] = True
     strong[0] = False
@@ -496,9 +769,10 @@ def soft_ink(ink: Ink, member: np.ndarray,
     return np.clip((strength - floor) / max(top - floor, 1e-3), 0.0, 1.0) * near
 
 
-def hull_area(mask: np.ndarray) -> float:
-    """Area of the convex hull of the ink pixels (as unit squares): the outline of each row's
-    ink suffices, so the hull is built from at most 4 corners per row (monotone chain)."""
+def hull_polygon(mask: np.ndarray) -> np.ndarray | None:
+    """The convex hull of the True pixels (as unit squares), its corners (x, y) in order; None
+    for fewer than 3 distinct corners. The outline of each row suffices, so the hull is built
+    from at most 4 corners per row (monotone chain)."""
     rows = np.nonzero(mask.any(1))[0]
     left = mask[rows].argmax(1)
     right = mask.shape[1] - mask[rows, ::-1].argmax(1)
@@ -506,7 +780,7 @@ def hull_area(mask: np.ndarray) -> float:
         np.stack([left, rows], 1), np.stack([left, rows + 1], 1),
         np.stack([right, rows], 1), np.stack([right, rows + 1], 1)]), axis=0)
     if len(points) < 3:
-        return float(mask.sum())
+        return None
 
     def turn(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> int:  # > 0: counter-clockwise
         return int((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
@@ -520,7 +794,14 @@ def hull_area(mask: np.ndarray) -> float:
         return out
 
     lower, upper = chain(points), chain(points[::-1])
-    hull = np.array(lower[:-1] + upper[:-1], dtype=np.float64)
+    return np.array(lower[:-1] + upper[:-1], dtype=np.float64)
+
+
+def hull_area(mask: np.ndarray) -> float:
+    """Area of the convex hull of the ink pixels (as unit squares)."""
+    hull = hull_polygon(mask)
+    if hull is None:
+        return float(mask.sum())
     x, y = hull[:, 0], hull[:, 1]
     return 0.5 * abs(float(x @ np.roll(y, 1) - y @ np.roll(x, 1)))
 
