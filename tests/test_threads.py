@@ -36,7 +36,8 @@ class FakeMachine:
         self.now = 0.0
         self.threads = max(seconds)
         self.seconds = dict(seconds)  # thread count -> seconds per step
-        self.calls: list[int] = []
+        self.calls: list[int] = []  # the thread counts set, in order
+        self.steps_run = 0
 
     def clock(self) -> float:
         return self.now
@@ -46,6 +47,7 @@ class FakeMachine:
         self.calls.append(n)
 
     def step(self) -> None:
+        self.steps_run += 1
         self.now += self.seconds[self.threads]
 
 

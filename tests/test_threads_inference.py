@@ -20,6 +20,7 @@ from mnistlab.data.registry import DATASETS
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import evaluate_batches
 from mnistlab.train.threads import PAYS_OFF, choose_for_inference
+from test_threads import FakeMachine
 
 
 @pytest.fixture(autouse=True)
@@ -29,27 +30,7 @@ def keep_threads():
     torch.set_num_threads(before)
 
 
-class FakeSteps:
-    """A step whose duration depends on the thread count, on a made-up clock."""
-
-    def __init__(self, seconds: dict[int, float]) -> None:
-        self.now, self.threads, self.seconds = 0.0, max(seconds), seconds
-        self.calls = 0
-        self.set_to: list[int] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def set_threads(self, n: int) -> None:
-        self.threads = n
-        self.set_to.append(n)
-
-    def step(self) -> None:
-        self.calls += 1
-        self.now += self.seconds[self.threads]
-
-
-def choose(fake: FakeSteps, steps: int | None, **kwargs):
+def choose(fake: FakeMachine, steps: int | None, **kwargs):
     lines: list[str] = []
     choice = choose_for_inference(fake.step, steps=steps, forced=None, counts=[1, 2],
                                   set_threads=fake.set_threads, timer=fake.clock,
@@ -59,7 +40,7 @@ def choose(fake: FakeSteps, steps: int | None, **kwargs):
 
 
 def test_long_work_is_measured_and_the_faster_count_is_set():
-    quiet = FakeSteps({1: 0.02, 2: 0.012})  # two threads 1.7x faster
+    quiet = FakeMachine({1: 0.02, 2: 0.012})  # two threads 1.7x faster
     choice = choose(quiet, steps=10_000)
     assert (choice.threads, choice.source, quiet.threads) == (2, "measured", 2)
     assert choice.seconds_per_step == pytest.approx({1: 0.02, 2: 0.012})
@@ -67,28 +48,28 @@ def test_long_work_is_measured_and_the_faster_count_is_set():
     assert "adapts while evaluating" in choice.describe()
     assert "busy" not in choice.describe()
 
-    busy = FakeSteps({1: 0.02, 2: 0.9})  # two threads collapsed under another job
+    busy = FakeMachine({1: 0.02, 2: 0.9})  # two threads collapsed under another job
     choice = choose(busy, steps=10_000)
     assert (choice.threads, busy.threads) == (1, 1)
     assert "45.00x faster than 2; a busy machine?" in choice.describe()
 
 
 def test_short_work_keeps_one_thread_unmeasured():
-    fake = FakeSteps({1: 0.01, 2: 0.001})  # two threads would win, but the work is tiny
+    fake = FakeMachine({1: 0.01, 2: 0.001})  # two threads would win, but the work is tiny
     choice = choose(fake, steps=3)
     # one untimed and one timed step at one thread, nothing at two
-    assert fake.calls == 2 and fake.set_to == [1, 1] and fake.threads == 1
+    assert fake.steps_run == 2 and fake.calls == [1, 1] and fake.threads == 1
     assert (choice.threads, choice.source) == (1, "fixed")
     assert "about 0.03 s of work at 1 thread" in choice.describe()
     assert "to pay off" in choice.describe()
     # the boundary: the same step, enough of it to be worth PAYS_OFF times the measuring
     enough = int(PAYS_OFF * 0.15 / 0.01) + 1
-    assert choose(FakeSteps({1: 0.01, 2: 0.001}), steps=enough).source == "measured"
-    assert choose(FakeSteps({1: 0.01, 2: 0.001}), steps=enough - 2).source == "fixed"
+    assert choose(FakeMachine({1: 0.01, 2: 0.001}), steps=enough).source == "measured"
+    assert choose(FakeMachine({1: 0.01, 2: 0.001}), steps=enough - 2).source == "fixed"
 
 
 def test_unknown_length_is_measured():
-    fake = FakeSteps({1: 0.001, 2: 0.002})
+    fake = FakeMachine({1: 0.001, 2: 0.002})
     choice = choose(fake, steps=None)
     assert choice.source == "measured" and choice.threads == 1
 
@@ -120,7 +101,7 @@ def test_a_gpu_is_not_measured(device):
 @pytest.mark.parametrize("env, counts", [("1", [1]), ("2", [1, 2])])
 def test_the_candidates_follow_omp_num_threads(monkeypatch, env, counts):
     monkeypatch.setenv("OMP_NUM_THREADS", env)
-    fake = FakeSteps({1: 0.002, 2: 0.001})
+    fake = FakeMachine({1: 0.002, 2: 0.001})
     choice = choose_for_inference(fake.step, steps=None, forced=None,
                                   set_threads=fake.set_threads, timer=fake.clock)
     assert choice.counts == counts
