@@ -300,6 +300,16 @@ def report(results: Sequence[dict[str, Any]]) -> str:
                   "Development, per family:", "", fig.family_table(r["summary"], DEV), "",
                   "Development, per condition:", "", fig.condition_table(r["summary"], DEV), "",
                   f"some numbers misread (true, read): {r['misread_numbers']}", ""]
+    plain = [r for r in results if not r["excluded"]]
+    if len(plain) > 1:  # the figures to quote: every run trained on all kinds, pooled
+        pooled = fig.summarise([f for r in plain for f in r["per_seed"]])
+        names = ", ".join(Path(r["run"]).name for r in plain)
+        parts[:0] = [f"### {len(plain)} runs pooled ({names})", "",
+                     "mean (lowest) over runs and seeds; n = pictures per run and seed", "",
+                     fig.side_by_side(pooled), "", "Held-out, per family:", "",
+                     fig.family_table(pooled, HELD), "",
+                     "Held-out, per condition of its camera:", "",
+                     fig.condition_table(pooled, HELD), ""]
     rows = fig.lofo_rows(results)
     if rows:
         parts += ["### Leave one family out", "",

@@ -72,3 +72,25 @@ def test_a_folder_that_is_no_run_is_a_one_line_error(real_mnist, tmp_path, capsy
     assert benchmark.main([str(tmp_path / "no-run"), "--small", "--seeds", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_several_plain_runs_are_pooled_first_and_lofo_runs_are_not():
+    benchmark = load_benchmark()
+    fig = benchmark.fig
+
+    def result(run: str, rejected: int, excluded: list[str]) -> dict:
+        per_seed = [{fig.DEV: {"non-digits rejected": (200, 240)},
+                     fig.HELD: {"non-digits rejected": (rejected, 600)}}]
+        return {"run": f"/runs/{run}", "gate": "gate", "excluded": excluded, "seeds": [0],
+                "per_seed": per_seed, "summary": fig.summarise(per_seed),
+                "misread_numbers": []}
+
+    text = benchmark.report([result("a", 300, []), result("b", 420, []),
+                             result("lofo-dots", 60, ["dots"])])
+    first = text.split("\n\n")[0]
+    assert first == "### 2 runs pooled (a, b)"  # the left-out run is not pooled
+    # mean of 50% and 70%, lowest 50%
+    assert "| non-digits rejected | 83.3% (min 83.3%) | 240 | 60.0% (min 50.0%) | 600 |" in text
+    assert text.count("### ") == 5  # pooled, a, b, lofo-dots, the leave-one-out table
+    single = benchmark.report([result("a", 300, [])])
+    assert "pooled" not in single
