@@ -19,37 +19,39 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_common import machine
+from benchmark_common import benchmark_threads, machine
 
 from mnistlab.checkpoint import evaluation_bf16, load_model
 from mnistlab.data.dataset import load_dataset
-from mnistlab.device import autocast
-from mnistlab.evaluate import checkpoint_split
+from mnistlab.data.pipeline import Batcher, Split
+from mnistlab.evaluate import checkpoint_split, predict_logits
+from mnistlab.train.threads import forward_step
 
 VIEWS = {
     "none": [],
     "shift4": [(0, 1), (0, -1), (1, 0), (-1, 0)],
     "shift8": [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)],
 }
+BATCH = 1000
 
 
-def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, shifts, bf16: bool,
-             batch: int = 1000) -> float:
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(y), batch):
-            xb = x[i:i + batch]
-            with autocast(torch.device("cpu"), bf16):
-                p = F.softmax(model(xb).float(), 1)
-                for dy, dx in shifts:
-                    p += F.softmax(model(torch.roll(xb, (dy, dx), dims=(2, 3))).float(), 1)
-            correct += int((p.argmax(1) == y[i:i + batch]).sum())
-    return correct / len(y)
+def accuracy(model: torch.nn.Module, split: Split, normalizer, shifts, bf16: bool) -> float:
+    """The mean softmax over the image and its shifted copies, read as `mnistlab eval` reads
+    a split (evaluate.predict_logits), one pass per view."""
+    probs = None
+    for dy, dx in [(0, 0), *shifts]:
+        moved = Split(torch.roll(split.images, (dy, dx), dims=(1, 2)), split.labels)
+        logits, labels = predict_logits(model, Batcher(moved, BATCH, normalizer), bf16)
+        p = F.softmax(logits, 1)
+        probs = p if probs is None else probs + p
+    return float((probs.argmax(1) == labels).float().mean())
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: "
+                   "measured on a batch, as mnistlab eval does)")
     p.add_argument("--trained", action="store_true",
                    help="a run trained with --ema: its trained weights (from last.pt), not "
                         "the average")
@@ -66,12 +68,15 @@ def main() -> None:
                 sys.exit(f"{run}: not trained with --ema; drop --trained")
             model.load_state_dict(state["ema"]["trained_state_dict"])
             weights = "trained (last.pt)"
-        model.eval()
         bf16 = evaluation_bf16(state, torch.device("cpu"))  # as the run tested
-        for split in ("val", "test"):
-            s = checkpoint_split(state, data, split)
-            x = normalizer(s.images)
-            cells = [f"{accuracy(model, x, s.labels, shifts, bf16):.2%}"
+        splits = {name: checkpoint_split(state, data, name) for name in ("val", "test")}
+        views = sum(1 + len(shifts) for shifts in VIEWS.values())
+        batches = views * sum(-(-len(s) // BATCH) for s in splits.values())
+        first = normalizer(splits["test"].images[:BATCH])
+        benchmark_threads(args.threads, forward_step(model, first, bf16=bf16), steps=batches,
+                          say=lambda line: print(line, file=sys.stderr))
+        for split, s in splits.items():
+            cells = [f"{accuracy(model, s, normalizer, shifts, bf16):.2%}"
                      for shifts in VIEWS.values()]
             print(f"| {run.name} | {weights} | {split} | " + " | ".join(cells) + " |", flush=True)
 

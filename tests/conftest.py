@@ -15,6 +15,7 @@ import gzip
 import importlib.util
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -114,6 +115,17 @@ def load_synthetic(folder: Path):
 def synthetic_data(tmp_path):
     """A DigitData built from synthetic IDX files, fresh for each test."""
     return load_synthetic(write_dataset(tmp_path / "synthetic"))
+
+
+def registered_synth(tmp_path_factory, **sizes) -> Iterator[Path]:
+    """For a module-scoped fixture: a synthetic data set written once (write_dataset's
+    `sizes`) and registered as `synth` (MD5-checked like the real ones) until the module ends."""
+    from mnistlab.data.registry import DATASETS
+
+    folder = write_dataset(tmp_path_factory.mktemp("synth"), **sizes)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(DATASETS, "synth", synthetic_spec(folder))
+        yield folder
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import synthetic_spec, write_dataset
+from conftest import registered_synth, synthetic_spec
 from mnistlab.cli import main
 from mnistlab.data.registry import DATASETS
 from mnistlab.models import MODELS
@@ -25,10 +25,7 @@ TESTS = Path(__file__).parent
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     """A synthetic data set registered as `synth` (MD5-checked like the real ones)."""
-    folder = write_dataset(tmp_path_factory.mktemp("synth"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(DATASETS, "synth", synthetic_spec(folder))
-        yield folder
+    yield from registered_synth(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,10 @@ import sys
 import pytest
 import torch
 
-from conftest import synthetic_spec, write_dataset
+from conftest import registered_synth
 from mnistlab.cli import main
 from mnistlab.cli.evaluate import evaluation_threads
 from mnistlab.data.pipeline import Batcher, Normalizer, Split
-from mnistlab.data.registry import DATASETS
 from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import evaluate_batches
 from mnistlab.train.threads import PAYS_OFF, choose_for_inference
@@ -156,10 +155,7 @@ def test_a_bad_thread_count_is_one_line_and_exit_2(before, after, value, message
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    folder = write_dataset(tmp_path_factory.mktemp("synth"), n_train=400, n_test=120)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(DATASETS, "synth", synthetic_spec(folder))
-        yield folder
+    yield from registered_synth(tmp_path_factory, n_train=400, n_test=120)
 
 
 @pytest.fixture(scope="module")

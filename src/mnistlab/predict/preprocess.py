@@ -521,12 +521,17 @@ def line_slope(rows: np.ndarray, cols: np.ndarray) -> float:
     return float(slopes[int(np.argmax(peaks))])
 
 
+def row_shift(n: int, slope: float) -> np.ndarray:
+    """For each of `n` columns, the whole rows a line of `slope` (rows per column) has risen
+    by, measured from the middle column: sheared by it, such a line lies level."""
+    return np.rint(slope * (np.arange(n) - n / 2)).astype(np.int64)
+
+
 def shear_index(shape: tuple[int, int], slope: float) -> tuple[np.ndarray, np.ndarray]:
     """For each pixel of an array sheared by `slope`, the row it comes from, and whether that
     row is inside the picture: a line of that slope becomes a row."""
     h, w = shape
-    shift = np.rint(slope * (np.arange(w) - w / 2)).astype(np.int64)
-    source = np.arange(h)[:, None] + shift[None, :]
+    source = np.arange(h)[:, None] + row_shift(w, slope)[None, :]
     return np.clip(source, 0, h - 1), (source >= 0) & (source < h)
 
 
@@ -560,7 +565,7 @@ def paper_line(m: np.ndarray, lined: np.ndarray, rows: np.ndarray, cols: np.ndar
     n = m.shape[1]
     if abs(slope) * n < 2:
         return None  # level within a pixel or two: remove_lines has had its chance
-    shift = np.rint(slope * (np.arange(n) - n / 2)).astype(np.int64)
+    shift = row_shift(n, slope)
     band = np.bincount(rows - shift[cols] + n)  # offset by n: never negative
     peak = int(np.argmax(band))
     lo = hi = peak
@@ -646,7 +651,7 @@ def remove_askew_lines(mask: np.ndarray, strength: np.ndarray, level: float,
     m = sheared_lines(m, st, level, slope)
     m = sheared_lines(m.T, st.T, level, -slope).T  # across: the same page turned as much
     n = m.shape[1]
-    shift = np.rint(slope * (np.arange(n) - n / 2)).astype(np.int64)
+    shift = row_shift(n, slope)
     columns = np.arange(n)
 
     def ink_at(offset: int) -> np.ndarray:  # ink in sheared row `offset`, column by column

@@ -79,6 +79,7 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def validate(self) -> None:
+        decay_problem = check_decay(self.ema)
         checks = [
             (self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, "batch-size", f"must be at least 1, got {self.batch_size}"),
@@ -98,9 +99,7 @@ class TrainConfig:
             (self.gamma > 0, "gamma", f"must be positive, got {self.gamma}"),
             (self.momentum >= 0, "momentum", f"must not be negative, got {self.momentum}"),
             (self.patience is None or self.patience >= 1, "patience", "must be at least 1"),
-            (check_decay(self.ema) is None, "ema", check_decay(self.ema) or ""),
-            (not self.ema or self.backend == "torch", "ema",
-             f"{self.ema}: not supported by the numpy backend (the torch trainer only)"),
+            (decay_problem is None, "ema", decay_problem or ""),
             # reject: outlier exposure (notadigit/exposure.py)
             (self.outlier_exposure in ("auto", "on", "off"), "outlier-exposure",
              f"must be auto, on or off, got '{self.outlier_exposure}'"),

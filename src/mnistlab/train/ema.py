@@ -84,11 +84,10 @@ class WeightAverage:
         return {"decay": self.decay, "updates": self.updates,
                 "trained_state_dict": self.source.state_dict()}
 
-    def load_state(self, entry: Any, averaged: dict[str, torch.Tensor], source: str) -> None:
-        """Restore from a checkpoint's `ema` entry and its `state_dict` (the average)."""
-        if not isinstance(entry, dict) or not {"updates", "trained_state_dict"} <= set(entry):
-            raise MnistlabError(f"{source}: the run trains with --ema but the checkpoint holds "
-                                "no EMA state; it cannot be resumed exactly")
+    def load_state(self, entry: dict[str, Any], averaged: dict[str, torch.Tensor],
+                   source: str) -> None:
+        """Restore from a checkpoint's `ema` entry and its `state_dict` (the average); that
+        the entry is there, train.resume.plan_resume has checked before any work."""
         load_weights(self.source, entry["trained_state_dict"], source)
         load_weights(self.module, averaged, source)
         self.updates = int(entry["updates"])

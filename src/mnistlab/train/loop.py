@@ -285,7 +285,7 @@ class Trainer:
             raise MnistlabError(f"{state['path']}: checkpoint is for model '{spec['name']}', "
                                 f"not '{self.config.model}'")
         if self.ema is not None:
-            self.ema.load_state(state.get("ema"), state["state_dict"], state["path"])
+            self.ema.load_state(state["ema"], state["state_dict"], state["path"])
         else:
             load_weights(self.model, state["state_dict"], state["path"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -609,10 +609,6 @@ def train(config: TrainConfig, data: DigitData | None = None,
         return Trainer(plan.config, data, plan, callbacks, stream, max_epochs).fit()
     if config.backend == "numpy":
         from mnistlab.train.numpy_backend import train_numpy
-
-        if config.ema:  # as TrainConfig.validate says, for a config built by hand
-            raise MnistlabError(f"--ema {config.ema}: not supported by the numpy backend "
-                                "(the torch trainer only)")
 
         if callbacks:
             raise MnistlabError("the numpy backend takes no training callbacks "

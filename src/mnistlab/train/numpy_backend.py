@@ -38,6 +38,9 @@ NUMPY_SCHEDULES = ("cosine", "step", "none")
 
 def check_supported(config: TrainConfig) -> None:
     """Refuse, in one line, every option the NumPy backend would otherwise ignore."""
+    if config.ema:  # first: a moving average is a torch-trainer feature whatever the rest
+        raise MnistlabError(f"--ema {config.ema}: not supported by the numpy backend (the "
+                            "torch trainer only)")
     if config.optimizer != "sgd":
         raise MnistlabError(f"--optimizer {config.optimizer}: the numpy backend has SGD only")
     if config.model != "mlp":

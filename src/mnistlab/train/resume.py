@@ -80,7 +80,9 @@ def plan_resume(resume: str | os.PathLike[str], config: TrainConfig,
                             "export or conversion); it cannot be resumed")
     run_config = TrainConfig.from_dict({**state["config"], "device": config.device,
                                         "threads": config.threads})
-    if run_config.ema and not isinstance(state.get("ema"), dict):
+    ema = state.get("ema")
+    if run_config.ema and not (isinstance(ema, dict)
+                               and {"updates", "trained_state_dict"} <= set(ema)):
         raise MnistlabError(f"{state['path']}: the run trains with --ema {run_config.ema} but "
                             "the checkpoint holds no EMA state; it cannot be resumed exactly")
     if run_config.channels_last is None and state.get("channels_last") is not None:
