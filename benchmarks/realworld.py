@@ -189,18 +189,20 @@ def validation(mnist: Any, val_size: int, seed: int) -> tuple[np.ndarray, np.nda
 
 def evaluate(runs: Sequence[Path], seeds: Sequence[int], sizes: heldout.Sizes,
              device: torch.device, dev: bool = True, save: Path | None = None,
-             log: Any = print) -> list[dict[str, Any]]:
-    """Per run: {"run", "gate", "excluded", "per_seed" (figures), "summary"}."""
+             log: Any = print, held: bool = True) -> list[dict[str, Any]]:
+    """Per run: {"run", "gate", "excluded", "per_seed" (figures), "summary"}. `held=False`
+    reads no held-out picture at all: what a choice between knobs may look at."""
     mnist = load_dataset("mnist", download=False)
     test = (mnist.test_images.numpy(), mnist.test_labels.numpy())
-    sources = heldout.load_sources(test)
+    sources = heldout.load_sources(test) if held else None
     readers = [reader_for(run, device) for run in runs]
     splits = [split_of(run) for run in runs] if dev else []
     vals = {key: validation(mnist, *key) for key in set(splits)}
     records: list[list[list[Record]]] = [[] for _ in runs]  # run -> seed -> records
     for seed in seeds:
         started = time.perf_counter()
-        per_run = heldout_records(readers, seed, sizes, sources, save)
+        per_run = (heldout_records(readers, seed, sizes, sources, save) if sources is not None
+                   else [[] for _ in runs])
         for key, val in vals.items():  # dev digits come from each run's own validation split
             same = [i for i, k in enumerate(splits) if k == key]
             dev_part = dev_records([readers[i] for i in same], seed, sizes, val, save)
@@ -212,7 +214,7 @@ def evaluate(runs: Sequence[Path], seeds: Sequence[int], sizes: heldout.Sizes,
             f"{time.perf_counter() - started:.0f} s", flush=True)
     results = []
     for i, (run, reader) in enumerate(zip(runs, readers, strict=True)):
-        mnist_part = mnist_records(reader, HELD, *test)
+        mnist_part = mnist_records(reader, HELD, *test) if held else []
         if dev:
             mnist_part += mnist_records(reader, DEV, *vals[splits[i]])
         per_seed = [fig.figures(seed_records + mnist_part) for seed_records in records[i]]
@@ -286,6 +288,15 @@ def lofo_runs(workdir: Path) -> list[Path]:
 
 # ---- printing -----------------------------------------------------------------------------------
 
+def held_tables(summary: dict[str, Any], camera: str) -> list[str]:
+    """The held-out family and condition tables; none when no held-out picture was read."""
+    if not summary[HELD]:
+        return []
+    return ["Held-out, per family:", "", fig.family_table(summary, HELD), "",
+            f"Held-out, per condition of its camera{camera}:", "",
+            fig.condition_table(summary, HELD), ""]
+
+
 def report(results: Sequence[dict[str, Any]]) -> str:
     parts = []
     for r in results:
@@ -294,9 +305,7 @@ def report(results: Sequence[dict[str, Any]]) -> str:
                                                       if r["excluded"] else ""), "",
                   f"seeds {', '.join(map(str, r['seeds']))}: mean (lowest) over seeds; n = "
                   f"pictures per seed", "", fig.side_by_side(r["summary"]), "",
-                  "Held-out, per family:", "", fig.family_table(r["summary"], HELD), "",
-                  "Held-out, per condition of its camera (benchmarks/heldout/camera.py):", "",
-                  fig.condition_table(r["summary"], HELD), "",
+                  *held_tables(r["summary"], " (benchmarks/heldout/camera.py)"),
                   "Development, per family:", "", fig.family_table(r["summary"], DEV), "",
                   "Development, per condition:", "", fig.condition_table(r["summary"], DEV), "",
                   f"some numbers misread (true, read): {r['misread_numbers']}", ""]
@@ -306,10 +315,9 @@ def report(results: Sequence[dict[str, Any]]) -> str:
         names = ", ".join(Path(r["run"]).name for r in plain)
         parts[:0] = [f"### {len(plain)} runs pooled ({names})", "",
                      "mean (lowest) over runs and seeds; n = pictures per run and seed", "",
-                     fig.side_by_side(pooled), "", "Held-out, per family:", "",
-                     fig.family_table(pooled, HELD), "",
-                     "Held-out, per condition of its camera:", "",
-                     fig.condition_table(pooled, HELD), ""]
+                     fig.side_by_side(pooled), "", *held_tables(pooled, ""),
+                     *([] if pooled[HELD] else ["Development, per family:", "",
+                                                fig.family_table(pooled, DEV), ""])]
     rows = fig.lofo_rows(results)
     if rows:
         parts += ["### Leave one family out", "",
@@ -327,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"pictures a seed) instead of the full ones "
                              f"({heldout.sets.count(heldout.FULL)})")
     parser.add_argument("--no-dev", action="store_true", help="held-out figures only")
+    parser.add_argument("--dev-only", action="store_true",
+                        help="development figures only, no held-out picture read: for "
+                             "choosing between runs (docs/evaluation.md)")
     parser.add_argument("--lofo", action="store_true",
                         help="also train one run per training negative kind left out")
     parser.add_argument("--pin", action="store_true",
@@ -341,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-samples", type=Path, default=None,
                         help="write the first pictures of every family into this folder")
     args = parser.parse_args(argv)
+    if args.dev_only and (args.no_dev or args.pin):
+        print("error: --dev-only reads no held-out picture, so it cannot go with --no-dev or "
+              "--pin", file=sys.stderr)
+        return 2
     if args.pin and (not args.small or args.seeds[0] != 0 or args.combine):
         print("error: --pin needs --small and a first seed of 0 (the pinned set is the small "
               "one, seed 0), and no --combine", file=sys.stderr)
@@ -368,12 +383,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.lofo:
             runs += lofo_runs(Path(tmp))
         sizes = heldout.SMALL if args.small else heldout.FULL
-        print(f"held-out: {heldout.sets.count(sizes)} pictures a seed, fonts: {fonts}; "
+        held = ("not read (--dev-only)" if args.dev_only else
+                f"{heldout.sets.count(sizes)} pictures a seed, fonts: {fonts}")
+        print(f"held-out: {held}; "
               f"development: benchmarks/devset.py ({devset.fonts_used()}) and "
               f"mnistlab's generated holdout non-digits; seeds {args.seeds}", flush=True)
         try:
             results = evaluate(runs, args.seeds, sizes, device, dev=not args.no_dev,
-                               save=args.save_samples)
+                               save=args.save_samples, held=not args.dev_only)
         except (MnistlabError, OSError, ValueError) as e:  # a bad run folder, missing data
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -117,3 +117,23 @@ def test_printed_digits_are_labelled_and_in_mnist_form():
     info = negatives.info(200, 3, "printed")
     assert info["digits"] == "0123456789" and "letters" not in info
     assert not any("liberation" in f.lower() for f in info["fonts"])
+
+
+def test_strokes_are_three_to_six_separate_pen_strokes(monkeypatch):
+    counts = []
+    real_line = negatives._line
+
+    def counting_line(draw, points, width):
+        counts[-1] += 1
+        assert points.shape[1] == 2 and len(points) >= 2
+        inside = ((points >= 0) & (points <= negatives.CANVAS)).all(1)
+        assert inside.any()  # on the canvas (an arc may run off its edge, as off a page)
+        real_line(draw, points, width)
+
+    monkeypatch.setattr(negatives, "_line", counting_line)
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        counts.append(0)
+        ink = negatives.draw_one("strokes", rng, negatives.STYLES["train"])
+        assert ink.any()
+    assert min(counts) == 3 and max(counts) == 6

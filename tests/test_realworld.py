@@ -94,3 +94,32 @@ def test_several_plain_runs_are_pooled_first_and_lofo_runs_are_not():
     assert text.count("### ") == 5  # pooled, a, b, lofo-dots, the leave-one-out table
     single = benchmark.report([result("a", 300, [])])
     assert "pooled" not in single
+
+
+@pytest.mark.real_data
+def test_dev_only_reads_no_held_out_picture(real_mnist, synthetic_run, monkeypatch):
+    benchmark = load_benchmark()
+    heldout = benchmark.heldout
+
+    def no_held_out(*args, **kwargs):
+        raise AssertionError("a held-out picture was made in a development-only evaluation")
+
+    monkeypatch.setattr(heldout, "load_sources", no_held_out)
+    monkeypatch.setattr(heldout, "iter_samples", no_held_out)
+    tiny = heldout.Sizes(optdigits=2, printed=2, mnist_test_photo=1, number_optdigits=1,
+                         number_printed=1, per_non_digit_family=1)
+    (result,) = benchmark.evaluate([synthetic_run], [0], tiny, torch.device("cpu"),
+                                   log=lambda *a, **k: None, held=False)
+    assert result["summary"]["held-out"] == {}
+    assert result["summary"]["development"]["non-digits rejected"]["n"] > 0
+    text = benchmark.report([result, result])
+    assert "Held-out, per" not in text and "Development, per family:" in text
+    assert "| non-digits rejected |" in text
+
+
+def test_dev_only_refuses_the_options_that_need_held_out_pictures(capsys):
+    benchmark = load_benchmark()
+    for extra in (["--no-dev"], ["--pin", "--small", "--seeds", "0"]):
+        assert benchmark.main(["/no/run", "--dev-only", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --dev-only") and "\n" not in err.strip()

@@ -32,6 +32,7 @@ CLOSEST = {
     "dots": ("texture",),
     "noise": ("texture",),
     "bars": ("texture", "outline-rect"),
+    "strokes": ("pen-symbol", "check", "arrow"),
 }
 
 

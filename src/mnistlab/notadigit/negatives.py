@@ -17,6 +17,10 @@ kinds:
     noise     random speckle, smoothed or not
     bars      one thick bar within 30 degrees of horizontal (a vertical one is a 1), or
               hatching: 2-5 parallel strokes, a grid
+    strokes   3-6 unrelated pen strokes (straight, bent at sharp corners, or arcs), each
+              wherever it falls: no symbol in particular, so that the model learns to doubt
+              any arrangement of strokes that is not a digit (added in v3, chosen on
+              development data: docs/not-a-digit.md)
 
 `variant="holdout"` draws from other fonts, stroke widths and point counts: it measures how
 well rejection carries over to non-digits the model has not seen the like of.
@@ -53,7 +57,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from mnistlab.data.framing import frame, to_uint8
 
-VERSION = 2  # bump whenever the images change: old caches are then ignored
+VERSION = 3  # bump whenever the images change: old caches are then ignored
 CANVAS = 64  # drawing size before framing (strokes 3-9 px here ~ MNIST's 1.5-3 px at 28x28)
 
 # Letters whose shapes a digit can take in someone's handwriting are left out, so that the
@@ -68,14 +72,14 @@ EXCLUDED = {
 LETTERS = "EFHKMNRVWXYfkmpvwx"
 assert not set(LETTERS) & set(EXCLUDED)
 
-KINDS = ("letter", "scribble", "zigzag", "shape", "blob", "dots", "noise", "bars")
+KINDS = ("letter", "scribble", "zigzag", "shape", "blob", "dots", "noise", "bars", "strokes")
 
 
 def kinds_named(text: str) -> list[str]:
     """The families in a comma-separated option value ("letter,shape"; "" names none)."""
     return [name for name in text.split(",") if name]
 # Share of each kind in a bank: letters and strokes are what people draw by mistake.
-WEIGHTS = (0.30, 0.16, 0.08, 0.16, 0.10, 0.06, 0.04, 0.10)
+WEIGHTS = (0.24, 0.13, 0.06, 0.13, 0.08, 0.05, 0.04, 0.08, 0.19)
 
 _TRAIN_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf",
                 "DejaVuSerif-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSansMono.ttf")
@@ -297,6 +301,33 @@ def draw_bars(draw: ImageDraw.ImageDraw, rng: np.random.Generator, style: Style)
             _line(draw, np.stack([base - 22 * normal, base + 22 * normal]), width)
 
 
+def _arc(rng: np.random.Generator) -> np.ndarray:
+    """Part of a circle (a quarter to most of a turn) somewhere on the canvas."""
+    r = rng.uniform(7, 20)
+    centre = _points(rng, 1, margin=8 + r / 2)[0]
+    start, span = rng.uniform(0, 2 * math.pi), rng.uniform(0.5, 1.6) * math.pi
+    t = np.linspace(start, start + span, 24)
+    return centre + r * np.stack([np.cos(t), np.sin(t)], 1)
+
+
+def draw_strokes(draw: ImageDraw.ImageDraw, rng: np.random.Generator, style: Style) -> None:
+    """3-6 unrelated pen strokes (straight, bent at sharp corners, or arcs), each wherever it
+    falls (an arc may run off the canvas, as off a page)."""
+    width = _pen(rng, style)
+    for _ in range(int(rng.integers(3, 7))):
+        kind = rng.random()
+        if kind < 0.4:  # a straight stroke
+            start = _points(rng, 1)[0]
+            a = rng.uniform(0, 2 * math.pi)
+            end = np.clip(start + rng.uniform(12, 40) * np.array([math.cos(a), math.sin(a)]),
+                          6, CANVAS - 6)
+            _line(draw, np.stack([start, end]), width)
+        elif kind < 0.7:  # a stroke bent once or twice at a sharp corner
+            _line(draw, _points(rng, int(rng.integers(3, 5))), width)
+        else:
+            _line(draw, _arc(rng), width)
+
+
 def _noise(rng: np.random.Generator) -> np.ndarray:
     h, w = (int(v) for v in rng.integers(16, CANVAS, 2))
     speckle = (rng.random((h, w)) < rng.uniform(0.05, 0.4)).astype(np.float32)
@@ -331,7 +362,7 @@ def _letter(rng: np.random.Generator, style: Style, fonts: tuple[str | None, ...
 
 _DRAWERS: dict[str, Draw] = {"scribble": draw_scribble, "zigzag": draw_zigzag,
                              "shape": draw_shape, "blob": draw_blob, "dots": draw_dots,
-                             "bars": draw_bars}
+                             "bars": draw_bars, "strokes": draw_strokes}
 
 
 def draw_one(kind: str, rng: np.random.Generator, style: Style) -> np.ndarray:
