@@ -1,10 +1,12 @@
-"""`mnistlab train --recipe best`, with or without `--ema`, for several seeds: validation and
-test accuracy of the averaged and the trained weights side by side, and the times.
+"""`mnistlab train --recipe best`, with or without `--ema` or `--members`, for several seeds:
+validation and test accuracy of the averaged (or ensembled) and the trained weights (or the
+members alone) side by side, and the times.
 
     python benchmarks/best_recipe.py --ema 0.999                  # seeds 0 1 2
     python benchmarks/best_recipe.py --seeds 0 1 2 --ema 0        # the recipe without EMA
     python benchmarks/best_recipe.py --ema 0.9995 --epochs 30 --extra "--threads 2"
     python benchmarks/best_recipe.py --ema 0.999 --runs-dir runs/bench --lock /tmp/cpu.lock
+    python benchmarks/best_recipe.py --members 2 --extra "--threads 2"   # an ensemble of two
 
 Each seed is a separate `mnistlab train` command, run and timed from outside by
 benchmarks/seeds.py (`run_seed`), so the whole-command time includes Python start-up,
@@ -18,6 +20,9 @@ columns. Never choose on test.
 "EMA" columns are the moving average, which the run validates, chooses its best epoch with,
 tests and saves. "raw" columns are the trained weights: with --ema, those at the last epoch
 (summary.json `raw_weights`); without it, the run's own best epoch (there is no average).
+With --members K, the "ensemble" columns are the ensemble's (what the run saves) and the
+"members" columns the mean of its members alone, each at its own best epoch; "train s" is
+the sum of the members' training times.
 """
 
 from __future__ import annotations
@@ -41,13 +46,16 @@ from mnistlab.errors import MnistlabError
 from mnistlab.train import resolve_config
 
 RECIPE = "best"
-COLUMNS = ("seed", "val EMA", "val raw", "test EMA", "test raw", "best epoch", "train s",
-           "command s")
+COLUMNS = ("seed", "val EMA", "val raw", "val ensemble", "val members", "test EMA", "test raw",
+           "test ensemble", "test members", "best epoch", "train s", "command s")
 
 
-def train_options(ema: float | None, epochs: int | None, extra: list[str]) -> list[str]:
+def train_options(ema: float | None, epochs: int | None, extra: list[str],
+                  members: int | None = None) -> list[str]:
     """The `mnistlab train` options after `--recipe best --seed N --runs-dir .. --name ..`."""
     options = []
+    if members is not None:
+        options += ["--members", str(members)]
     if ema is not None:
         options += ["--ema", repr(ema)]
     if epochs is not None:
@@ -58,6 +66,13 @@ def train_options(ema: float | None, epochs: int | None, extra: list[str]) -> li
 def figures(summary: dict[str, Any]) -> dict[str, Any]:
     """One table row's accuracies from a run's summary.json (None where there is none)."""
     raw = summary.get("raw_weights")
+    members = summary.get("members")
+    if members:  # --members: the ensemble chose nothing itself; its members alone beside it
+        alone = {f"{split} members": statistics.mean(m[f"{split}_accuracy"] for m in members)
+                 for split in ("val", "test")}
+        return {"val EMA": None, "val raw": None, "val ensemble": summary["best_val_accuracy"],
+                "test EMA": None, "test raw": None, "test ensemble": summary["test_accuracy"],
+                **alone}
     if raw is not None:  # --ema: the average chose and was tested; the trained weights beside
         return {"val EMA": summary["best_val_accuracy"], "val raw": raw.get("val_acc"),
                 "test EMA": summary["test_accuracy"], "test raw": raw.get("test_acc")}
@@ -109,6 +124,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="passed to mnistlab train --ema (0: off; default: as the recipe says)")
     p.add_argument("--epochs", type=int, default=None,
                    help="passed to mnistlab train (default: the recipe's)")
+    p.add_argument("--members", type=int, default=None, metavar="K",
+                   help="passed to mnistlab train --members (default: the recipe's)")
     p.add_argument("--runs-dir", type=Path, default=None,
                    help="keep the runs here, in a folder named after the options (default: "
                         "a temporary folder, removed at the end)")
@@ -121,15 +138,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.extra = [word for text in args.extra for word in shlex.split(text)]
     try:  # the options' own one-line errors, before minutes of training
-        resolve_config(RECIPE, ema=args.ema, epochs=args.epochs)
+        resolve_config(RECIPE, ema=args.ema, epochs=args.epochs,
+                       **({} if args.members is None else {"members": args.members}))
     except MnistlabError as e:
         p.error(str(e))
     return args
 
 
-def folder_name(ema: float | None, epochs: int | None) -> str:
+def folder_name(ema: float | None, epochs: int | None, members: int | None = None) -> str:
     """e.g. best-ema0.999-epochs30; plain `best` when the recipe decides everything."""
-    parts = [RECIPE]
+    parts = [RECIPE] + ([f"members{members}"] if members is not None else [])
     if ema is not None:
         parts.append(f"ema{ema:g}" if ema else "no-ema")
     if epochs is not None:
@@ -139,13 +157,13 @@ def folder_name(ema: float | None, epochs: int | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    options = train_options(args.ema, args.epochs, args.extra)
+    options = train_options(args.ema, args.epochs, args.extra, args.members)
     info = machine()
     print(f"CPU: {info['cpu']}, {info['cores']} cores, load average "
           f"{info['load_average_at_start']:.2f}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="mnistlab-best-") as tmp:
-        runs = (args.runs_dir or Path(tmp)) / folder_name(args.ema, args.epochs)
+        runs = (args.runs_dir or Path(tmp)) / folder_name(args.ema, args.epochs, args.members)
         runs.mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:
             name = f"{RECIPE}-seed{seed}"

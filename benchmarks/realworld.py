@@ -54,7 +54,7 @@ from heldout.figures import DEV, HELD, MNIST_28, NEGATIVES, Record
 
 from mnistlab.atomic import write_json
 from mnistlab.data.dataset import load_dataset
-from mnistlab.data.split import split_indices
+from mnistlab.data.split import split_indices, split_seed_of
 from mnistlab.device import resolve_device
 from mnistlab.errors import MnistlabError
 from mnistlab.notadigit import negatives
@@ -173,7 +173,7 @@ def mnist_records(reader: RunReader, split: str, images: np.ndarray, labels: np.
 def split_of(run: Path) -> tuple[int, int]:
     """(val_size, seed): what decides a run's validation split."""
     config = json.loads((Path(run) / "config.json").read_text())
-    return int(config.get("val_size", 0)), int(config.get("seed", 0))
+    return int(config.get("val_size", 0)), split_seed_of(config)
 
 
 def validation(mnist: Any, val_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -285,10 +285,19 @@ def test_the_benchmark_table_sets_the_average_beside_the_trained_weights(capsys)
     rows = [{"seed": s, **best_recipe.figures(with_ema), "best epoch": 24, "train s": t,
              "command s": t + 10} for s, t in ((0, 300.0), (1, 310.0))]
     text = best_recipe.table(rows)
-    assert text.splitlines()[0] == ("| seed | val EMA | val raw | test EMA | test raw | "
+    assert text.splitlines()[0] == ("| seed | val EMA | val raw | val ensemble | val members | "
+                                    "test EMA | test raw | test ensemble | test members | "
                                     "best epoch | train s | command s |")
-    assert text.splitlines()[-1] == ("| **mean** | 99.60% | 99.50% | 99.71% | 99.65% | - | "
-                                     "305.0 | 315.0 |")
+    assert text.splitlines()[-1] == ("| **mean** | 99.60% | 99.50% | - | - | 99.71% | 99.65% | "
+                                     "- | - | - | 305.0 | 315.0 |")
+    ensemble = {"best_val_accuracy": 0.9958, "test_accuracy": 0.9972, "best_epoch": None,
+                "members": [{"val_accuracy": 0.995, "test_accuracy": 0.9966},
+                            {"val_accuracy": 0.9946, "test_accuracy": 0.997}]}
+    assert best_recipe.figures(ensemble) == {
+        "val EMA": None, "val raw": None, "val ensemble": 0.9958, "val members": 0.9948,
+        "test EMA": None, "test raw": None, "test ensemble": 0.9972, "test members": 0.9968}
+    assert best_recipe.folder_name(None, None, 2) == "best-members2"
+    assert best_recipe.train_options(None, None, [], 2) == ["--members", "2"]
     assert [best_recipe.folder_name(*a) for a in ((None, None), (0.0, None), (0.999, 30))] == [
         "best", "best-no-ema", "best-ema0.999-epochs30"]
     assert best_recipe.train_options(0.999, 30, ["--threads", "2"]) == [

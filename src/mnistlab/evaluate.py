@@ -93,6 +93,7 @@ def checkpoint_split(state: dict[str, Any], data: Any, split: str) -> Split:
     """`test`, or the run's own `val` (the images that chose best.pt: the same seed and
     size, drawn by data.split like the run did) or `train` (the rest of the training set)."""
     from mnistlab.data.pipeline import train_val_split
+    from mnistlab.data.split import split_seed_of
     from mnistlab.errors import MnistlabError
 
     if split == "test":
@@ -108,7 +109,7 @@ def checkpoint_split(state: dict[str, Any], data: Any, split: str) -> Split:
         raise MnistlabError(f"--split {split}: the run held out {plural(val_size, 'image')}, "
                             f"more than {data.name}'s {len(data.train_labels)} training images")
     train, val = train_val_split(data.train_images, data.train_labels, val_size,
-                                 int(config["seed"]))
+                                 split_seed_of(config))
     return val if split == "val" else train
 
 

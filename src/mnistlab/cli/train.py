@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
@@ -63,6 +64,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(e.g. 0.999), updated after every step; the average is validated, "
                         "chosen, tested and saved, and summary.json's raw_weights gives the "
                         "trained weights' figures beside it (default: off; 0: off)")
+    g.add_argument("--members", type=int, default=S, metavar="K",
+                   help="train K copies of the model, each with its own seed (initial "
+                        "weights, batch order) on the same validation split, one after the "
+                        "other, and save them as one ensemble that averages their softmax "
+                        "(RUN/members/ holds each member's own run)")
     g.add_argument("--patience", type=int, default=S,
                    help="stop after this many epochs without a better validation accuracy")
     # reject: not a digit (notadigit/exposure.py, docs/not-a-digit.md)
@@ -74,9 +80,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="leave these negative families out of outlier exposure, to measure "
                         "how rejection carries over to a family never trained on "
                         "(benchmarks/realworld.py --lofo); the families: letter, scribble, "
-                        "zigzag, shape, blob, dots, noise, bars (default: none)")
+                        "zigzag, shape, blob, dots, noise, bars, strokes (default: none)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=S)
+    g.add_argument("--split-seed", type=int, default=S,
+                   help="seed of the validation split (default: --seed), so that runs of "
+                        "other seeds are chosen on the same validation images")
     g.add_argument("--deterministic", action="store_true", default=S,
                    help="deterministic algorithms only (bit-exact resume); an operation with "
                         "none on this device is an error, not a warning")
@@ -175,12 +184,21 @@ def run(args: argparse.Namespace) -> int:
         RunDir.check_new(config.runs_dir, config.name)  # before the data and the doctor
     plan = None
     if args.resume is not None:
+        from mnistlab.train.members import ensemble_config
         from mnistlab.train.resume import plan_resume
 
         ignored = options_ignored_on_resume(args)
         if ignored:
             print(f"mnistlab: note: --resume continues with the run's own options; ignoring "
                   f"{', '.join(ignored)}", file=sys.stderr)
+        ensemble = ensemble_config(args.resume)
+    if args.resume is not None and ensemble is not None:  # members resumed one by one
+        if getattr(args, "epochs", None) is not None:
+            raise MnistlabError(f"--epochs: {args.resume} is an ensemble run; it is resumed as "
+                                "planned, without extending its members")
+        plan, config = args.resume, dataclasses.replace(ensemble, device=config.device,
+                                                        threads=config.threads)
+    elif args.resume is not None:
         plan = plan_resume(args.resume, config, getattr(args, "epochs", None))
         config = plan.config  # the run's model, data set and recipe: what --doctor examines
     elif config.backend == "torch":
@@ -190,6 +208,10 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise MnistlabError(f"--model {config.model} takes no {', '.join(sorted(unknown))} "
                                 f"(it takes: {', '.join(model_arguments(config.model)) or 'none'})")
+    if args.report and config.members > 1:
+        raise MnistlabError("--report: an ensemble run (--members) has no curves of its own; "
+                            "train it, then run `mnistlab report RUN/members/member-N` for "
+                            "each member")
     if config.backend == "numpy":
         from mnistlab.train.numpy_backend import check_supported
 

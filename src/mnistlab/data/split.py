@@ -7,6 +7,8 @@ the same seed, and `mnistlab eval --split val` can rebuild a run's validation sp
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -17,3 +19,9 @@ def split_indices(n: int, val_size: int, seed: int) -> tuple[np.ndarray, np.ndar
         raise ValueError(f"val_size must be in [0, {n}), got {val_size}")
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[val_size:]), np.sort(order[:val_size])
+
+
+def split_seed_of(config: dict[str, Any]) -> int:
+    """The seed of a run's validation split from its config.json (older runs: `seed`)."""
+    split_seed = config.get("split_seed")
+    return int(config.get("seed", 0) if split_seed is None else split_seed)

@@ -1,5 +1,6 @@
 """The model zoo. Importing this package registers every model."""
 
+import mnistlab.models.ensemble  # noqa: F401  (registers the composite, not a zoo model)
 from mnistlab.models import convnets, fast, lenet, mlp, pytorch_example  # noqa: F401  (register)
 from mnistlab.models.registry import (
     MODELS,

@@ -23,12 +23,24 @@ class ModelEntry:
     summary: str  # one line for `mnistlab models`
 
 
-MODELS: dict[str, ModelEntry] = {}
+MODELS: dict[str, ModelEntry] = {}  # the zoo: what `train --model` and `models` offer
+# Models made of zoo models (the ensemble of --members): rebuilt from checkpoints like any
+# model, but never trained as one or listed in the zoo.
+COMPOSITES: dict[str, ModelEntry] = {}
 
 
 def register(name: str, summary: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     def decorator(cls: type[nn.Module]) -> type[nn.Module]:
         MODELS[name] = ModelEntry(name, cls, summary)
+        return cls
+
+    return decorator
+
+
+def register_composite(name: str, summary: str
+                       ) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    def decorator(cls: type[nn.Module]) -> type[nn.Module]:
+        COMPOSITES[name] = ModelEntry(name, cls, summary)
         return cls
 
     return decorator
@@ -42,7 +54,7 @@ def model_arguments(name: str) -> dict[str, Any]:
 
 def get_entry(name: str) -> ModelEntry:
     try:
-        return MODELS[name]
+        return MODELS[name] if name in MODELS else COMPOSITES[name]
     except KeyError:
         raise MnistlabError(f"unknown model '{name}'; choose one of: {', '.join(MODELS)}") from None
 

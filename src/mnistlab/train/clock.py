@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Iterator
 
 _IMPORTED = time.perf_counter()  # the fallback start: when the command line imported this
 _command_start: float | None = None  # perf_counter() value of the command's start
@@ -70,3 +71,17 @@ def command_scope() -> str:
     if _command_from:
         return "the whole command but Python's own start-up"
     return ""
+
+
+@contextlib.contextmanager
+def unmarked() -> Iterator[None]:
+    """Within it, as if the command had marked no start: for a later part of one command
+    (the second member of an ensemble), whose time before training is not the command's
+    start-up."""
+    global _command_start, _command_from
+    saved = _command_start, _command_from
+    _command_start, _command_from = None, ""
+    try:
+        yield
+    finally:
+        _command_start, _command_from = saved

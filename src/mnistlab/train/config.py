@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from mnistlab.data.split import split_seed_of
 from mnistlab.errors import MnistlabError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
@@ -55,8 +56,15 @@ class TrainConfig:
     # Negative families left out of the training bank (comma-separated notadigit.negatives
     # KINDS): for measuring how rejection carries over to a family never seen.
     negatives_exclude: str = ""
+    # An ensemble (train/members.py): this many members, each trained as its own run with
+    # another seed (initial weights, batch order) on the same validation split, saved as one
+    # model whose softmax is their mean. 1: one model, as usual.
+    members: int = 1
     # how to run
     seed: int = 0
+    # The seed of the validation split; None: `seed`. With it, runs of other seeds are
+    # validated (and chosen) on the same images.
+    split_seed: int | None = None
     deterministic: bool = False
     device: str = "auto"
     bf16: str = "auto"  # auto | on | off
@@ -77,6 +85,11 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def validation_seed(self) -> int:
+        """What draws the validation split: `split_seed`, else `seed`."""
+        return split_seed_of(self.to_dict())
 
     def validate(self) -> None:
         decay_problem = check_decay(self.ema)
@@ -99,6 +112,13 @@ class TrainConfig:
             (self.gamma > 0, "gamma", f"must be positive, got {self.gamma}"),
             (self.momentum >= 0, "momentum", f"must not be negative, got {self.momentum}"),
             (self.patience is None or self.patience >= 1, "patience", "must be at least 1"),
+            (1 <= self.members <= MAX_MEMBERS, "members",
+             f"must be 1..{MAX_MEMBERS}, got {self.members}"),
+            (self.model != "ensemble", "model", "ensemble: an ensemble is made of members "
+             "trained one by one; use --model NAME --members K"),
+            (self.members == 1 or not outlier_exposure_enabled(self), "members",
+             f"{self.members}: not with outlier exposure (the not-a-digit gate is calibrated "
+             f"for one model); add --outlier-exposure off"),
             (decay_problem is None, "ema", decay_problem or ""),
             # reject: outlier exposure (notadigit/exposure.py)
             (self.outlier_exposure in ("auto", "on", "off"), "outlier-exposure",
@@ -113,6 +133,9 @@ class TrainConfig:
         for ok, name, problem in checks:
             if not ok:
                 raise MnistlabError(f"--{name} {problem}")
+
+
+MAX_MEMBERS = 16  # models.ensemble.MAX_MEMBERS (not imported: this module imports no torch)
 
 
 def check_decay(decay: float | None) -> str | None:

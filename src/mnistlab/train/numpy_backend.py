@@ -41,6 +41,9 @@ def check_supported(config: TrainConfig) -> None:
     if config.ema:  # first: a moving average is a torch-trainer feature whatever the rest
         raise MnistlabError(f"--ema {config.ema}: not supported by the numpy backend (the "
                             "torch trainer only)")
+    if config.members > 1:
+        raise MnistlabError(f"--members {config.members}: not supported by the numpy backend "
+                            "(the torch trainer only)")
     if config.optimizer != "sgd":
         raise MnistlabError(f"--optimizer {config.optimizer}: the numpy backend has SGD only")
     if config.model != "mlp":

@@ -41,7 +41,8 @@ RESOLVED_KEYS = ("backend", "device", "bf16", "channels_last", "threads", "threa
 
 
 def split_for_run(config: TrainConfig, data: Any) -> tuple[Split, Split]:
-    """(train, validation) of a run: `val_size` images held out by `config.seed`, drawn by
+    """(train, validation) of a run: `val_size` images held out by `config.validation_seed`
+    (`split_seed`, else `seed`), drawn by
     data.split, the same for both backends."""
     if config.val_size >= len(data.train_labels):
         raise MnistlabError(f"--val-size {config.val_size} leaves no training images "
@@ -50,7 +51,8 @@ def split_for_run(config: TrainConfig, data: Any) -> tuple[Split, Split]:
     if config.batch_size > train_size:
         raise MnistlabError(f"--batch-size {config.batch_size} is larger than the training split "
                             f"({train_size:,} images after --val-size {config.val_size})")
-    return train_val_split(data.train_images, data.train_labels, config.val_size, config.seed)
+    return train_val_split(data.train_images, data.train_labels, config.val_size,
+                           config.validation_seed)
 
 
 class RunBook:
