@@ -304,8 +304,13 @@ def main() -> int:
                         "99.0%% (about 30 s each on 2 quiet cores); --quick: 1")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--lock", default=None, help="flock this file around each timed section")
-    p.add_argument("--out", type=Path, default=HERE / "results.md")
+    p.add_argument("--out", type=Path, default=HERE / "results.md",
+                   help="the markdown file to write (its .json beside it)")
     args = p.parse_args()
+    if args.out.is_dir() or not args.out.parent.is_dir():
+        p.error(f"--out {args.out}: " + ("is a folder; give a file name, e.g. "
+                                         f"{args.out / 'results.md'}" if args.out.is_dir()
+                                         else "its folder does not exist"))
     if args.threads:
         torch.set_num_threads(args.threads)
     max_batches = 150 if args.quick else None
