@@ -192,3 +192,16 @@ def test_plot_on_an_ensemble_run_points_at_its_members(tmp_path, synthetic_data)
     with pytest.raises(MnistlabError, match=r"an ensemble run .* its members do") as e:
         load_run(run)
     assert "members/member-1" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_an_ensemble_exports_to_torchscript_with_the_same_logits(tmp_path, synthetic_data):
+    from mnistlab.export import PixelsToLogits, export_torchscript
+
+    run = quiet(config(tmp_path, "e", epochs=1), synthetic_data).run_dir
+    model, normalizer, _ = load_model(run)
+    wrapped = PixelsToLogits(model, normalizer).eval()
+    export_torchscript(wrapped, tmp_path / "e.ts")
+    pixels = synthetic_data.test_images[:16].unsqueeze(1).float()
+    loaded = torch.jit.load(str(tmp_path / "e.ts"))
+    with torch.no_grad():
+        assert torch.allclose(loaded(pixels), wrapped(pixels), atol=1e-5)

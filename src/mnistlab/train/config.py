@@ -10,7 +10,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from mnistlab.data.split import split_seed_of
 from mnistlab.errors import MnistlabError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
@@ -88,8 +87,9 @@ class TrainConfig:
 
     @property
     def validation_seed(self) -> int:
-        """What draws the validation split: `split_seed`, else `seed`."""
-        return split_seed_of(self.to_dict())
+        """What draws the validation split: `split_seed`, else `seed` (as
+        data.split.split_seed_of reads it from a config.json)."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def validate(self) -> None:
         decay_problem = check_decay(self.ema)
