@@ -34,6 +34,12 @@ def add_device(parser: argparse.ArgumentParser) -> None:
                              "then Apple MPS, then CPU)")
 
 
+def to_stderr(line: str) -> None:
+    """A status line (the threads chosen) on stderr: stdout carries the command's results or
+    its JSON."""
+    print(line, file=sys.stderr)
+
+
 def add_threads(parser: argparse.ArgumentParser, work: str) -> None:
     """`--threads N` of the inference-style commands (eval, predict, doctor); `work`: what
     the threads do, e.g. "evaluates". Checked (>= 1) by threads.check_forced when it runs."""

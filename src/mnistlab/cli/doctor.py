@@ -6,7 +6,14 @@ import argparse
 import dataclasses
 import sys
 
-from mnistlab.cli.common import add_data, add_device, add_json, add_threads, print_json
+from mnistlab.cli.common import (
+    add_data,
+    add_device,
+    add_json,
+    add_threads,
+    print_json,
+    to_stderr,
+)
 from mnistlab.errors import MnistlabError
 
 EPILOG = """examples:
@@ -162,7 +169,7 @@ def run_script(args: argparse.Namespace) -> int:
     from mnistlab.doctor.script_checks import diagnose
 
     if args.threads is not None:  # the script starts with it (and may set its own)
-        _say(probe_threads(None, None, args.threads, "cpu").describe())
+        to_stderr(probe_threads(None, None, args.threads, "cpu").describe())
     # The script sets its own threads, as it would alone; the count it started with is put
     # back after it, and the doctor's probes on its model then get their own (measured).
     run = run_watched(args.target, args.script_args, steps=args.steps or DEFAULT_STEPS,
@@ -175,17 +182,13 @@ def run_script(args: argparse.Namespace) -> int:
         x = w.captured[0][0] if w.captured else None
         # where the script put its model (a GPU: nothing to measure)
         device = next((q.device for q in snapshot.parameters()), "cpu") if snapshot else "cpu"
-        _say(probe_threads(snapshot, x, None, device).describe())
+        to_stderr(probe_threads(snapshot, x, None, device).describe())
     report = diagnose(run)
     if args.json:
         print_json(report.to_dict())
     else:
         print(report.format())
     return report.exit_code
-
-
-def _say(line: str) -> None:  # stderr: stdout carries the report (or the JSON)
-    print(line, file=sys.stderr)
 
 
 def probe_threads(model, x, forced: int | None, device):
@@ -360,7 +363,7 @@ def run_model(args: argparse.Namespace) -> int:
             raise MnistlabError(f"--eval {args.eval_fn}: is not a function")
     assumed = own and args.lr is None
     x = data.train_images[:64].unsqueeze(1).float() / 255.0
-    _say(probe_threads(model, x, args.threads, resolve_device(args.device)).describe())
+    to_stderr(probe_threads(model, x, args.threads, resolve_device(args.device)).describe())
     report = examine_config(
         config, data=data, model=model, subject=name, loss_fn=args.loss or "cross_entropy",
         normalize=args.normalize is not False, shuffle=args.shuffle is not False,

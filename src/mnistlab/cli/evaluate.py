@@ -6,7 +6,14 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from mnistlab.cli.common import add_data, add_device, add_json, add_threads, print_json
+from mnistlab.cli.common import (
+    add_data,
+    add_device,
+    add_json,
+    add_threads,
+    print_json,
+    to_stderr,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,12 +65,8 @@ def run(args: argparse.Namespace) -> int:
     # Evaluate in the precision the run was trained and reported in, so numbers agree.
     bf16 = evaluation_bf16(state, device)
     batcher = Batcher(split, args.batch_size, normalizer, device=device)
-
-    def say(line: str) -> None:  # stderr: stdout carries the results (or the JSON)
-        print(line, file=sys.stderr)
-
     choice, control = evaluation_threads(model, batcher, bf16=bf16, forced=args.threads,
-                                         say=say)
+                                         say=to_stderr)
     result = evaluate_batches(model, batcher, bf16,
                               tick=control.tick if control is not None else None)
     if args.json:

@@ -7,7 +7,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-from mnistlab.cli.common import add_device, add_json, add_threads, output_folder, print_json
+from mnistlab.cli.common import (
+    add_device,
+    add_json,
+    add_threads,
+    output_folder,
+    print_json,
+    to_stderr,
+)
 
 EXPLANATION = (
     "How to read this: the network outputs one raw score (logit) per class; softmax turns the "
@@ -153,10 +160,6 @@ def run(args: argparse.Namespace) -> int:
     return 2 if failures else 0
 
 
-def say(line: str) -> None:  # stderr: stdout carries the predictions (or the JSON)
-    print(line, file=sys.stderr)
-
-
 def start_threads(forced: int | None, device, files: int) -> None:
     """The thread count for the pictures' own small forward passes. A single picture is
     not measured: its forward passes take milliseconds, less than measuring them would,
@@ -168,7 +171,7 @@ def start_threads(forced: int | None, device, files: int) -> None:
 
     if forced is not None or device.type != "cpu":
         choose_for_inference(lambda: None, steps=None, forced=forced, device=device,
-                             say=say if forced is not None or files > 1 else None)
+                             say=to_stderr if forced is not None or files > 1 else None)
     else:
         # With --number there is no batched pass (each picture's digits go through on their
         # own), so this one thread stays, unmeasured and unsaid, as for a single picture.
@@ -190,7 +193,7 @@ def batch_threads(reader, items: list, forced: int | None) -> None:
     first = torch.as_tensor(np.stack([seen.prepared.array for seen in items[:BATCH]]))
     x = reader.normalizer(first.to(reader.device))
     choose_for_inference(forward_step(reader.model, x), steps=-(-len(items) // BATCH),
-                         forced=None, device=reader.device, say=say,
+                         forced=None, device=reader.device, say=to_stderr,
                          after="fixed for the batched pass")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Any
 
@@ -184,20 +183,16 @@ def run(args: argparse.Namespace) -> int:
         RunDir.check_new(config.runs_dir, config.name)  # before the data and the doctor
     plan = None
     if args.resume is not None:
-        from mnistlab.train.members import ensemble_config
+        from mnistlab.train.members import resume_config
         from mnistlab.train.resume import plan_resume
 
         ignored = options_ignored_on_resume(args)
         if ignored:
             print(f"mnistlab: note: --resume continues with the run's own options; ignoring "
                   f"{', '.join(ignored)}", file=sys.stderr)
-        ensemble = ensemble_config(args.resume)
+        ensemble = resume_config(args.resume, config, getattr(args, "epochs", None))
     if args.resume is not None and ensemble is not None:  # members resumed one by one
-        if getattr(args, "epochs", None) is not None:
-            raise MnistlabError(f"--epochs: {args.resume} is an ensemble run; it is resumed as "
-                                "planned, without extending its members")
-        plan, config = args.resume, dataclasses.replace(ensemble, device=config.device,
-                                                        threads=config.threads)
+        plan, config = args.resume, ensemble
     elif args.resume is not None:
         plan = plan_resume(args.resume, config, getattr(args, "epochs", None))
         config = plan.config  # the run's model, data set and recipe: what --doctor examines

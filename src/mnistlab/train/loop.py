@@ -599,13 +599,15 @@ def train(config: TrainConfig, data: DigitData | None = None,
     """Train a model as `config` says and return the run's summary. With `resume`, continue
     that run with its own options (`config` gives only the device and threads), extended to
     `resume_epochs` epochs if given (see train.resume)."""
-    from mnistlab.train.members import ensemble_config, train_members
+    from mnistlab.train.members import resume_config, train_members
 
-    if resume is not None and not isinstance(resume, ResumePlan) and ensemble_config(resume):
-        if max_epochs is not None or resume_epochs is not None:
-            raise MnistlabError(f"{resume}: an ensemble run is resumed as planned (its "
-                                "members' epochs cannot be changed)")
-        return train_members(train, config, data, callbacks, stream, resume=resume)
+    ensemble = (resume_config(resume, config, resume_epochs)
+                if resume is not None and not isinstance(resume, ResumePlan) else None)
+    if ensemble is not None:
+        if max_epochs is not None:
+            raise MnistlabError(f"{resume}: an ensemble run is resumed as planned (max_epochs "
+                                "is not supported for an ensemble)")
+        return train_members(train, ensemble, data, callbacks, stream, resume=resume)
     if resume is None and config.members > 1:
         if max_epochs is not None:
             raise MnistlabError("--members: max_epochs is not supported for an ensemble")

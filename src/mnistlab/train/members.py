@@ -26,7 +26,7 @@ from typing import Any, TextIO
 import torch
 
 from mnistlab.atomic import write_json
-from mnistlab.checkpoint import load_checkpoint, load_model, save_checkpoint
+from mnistlab.checkpoint import load_model, save_checkpoint
 from mnistlab.data.dataset import DigitData, load_dataset
 from mnistlab.data.pipeline import Normalizer, Split
 from mnistlab.device import resolve_device
@@ -34,7 +34,7 @@ from mnistlab.errors import MnistlabError
 from mnistlab.evaluate import EvalResult, evaluate
 from mnistlab.models import create_model
 from mnistlab.text import plural
-from mnistlab.train import clock
+from mnistlab.train import clock, distributed
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.progress import Progress, format_final_line
 from mnistlab.train.result import TrainingInterrupted, TrainResult
@@ -72,24 +72,36 @@ def ensemble_config(run: str | Path) -> TrainConfig | None:
     return TrainConfig.from_dict(config)
 
 
+def resume_config(run: str | Path, config: TrainConfig,
+                  epochs: int | None = None) -> TrainConfig | None:
+    """The options that finish the ensemble run in folder `run` (its own, with `config`'s
+    device and threads), or None when `run` is not an ensemble run. An ensemble is resumed as
+    planned: `epochs` (--epochs N) is refused."""
+    found = ensemble_config(run)
+    if found is None:
+        return None
+    if epochs is not None:
+        raise MnistlabError(f"--epochs: {run} is an ensemble run; it is resumed as planned, "
+                            "without extending its members")
+    return dataclasses.replace(found, device=config.device, threads=config.threads)
+
+
 TrainOne = Callable[..., TrainResult]  # train.loop.train: (config, data, resume=, ...)
 
 
 def train_members(train_one: TrainOne, config: TrainConfig, data: DigitData | None = None,
                   callbacks: Sequence[Any] = (), stream: TextIO | None = None,
                   resume: str | Path | None = None) -> TrainResult:
-    """Train (or, with `resume`, finish) an ensemble run; see the module notes. `train_one`
-    trains or resumes one member (train.loop.train, passed in: the loop calls this)."""
+    """Train (or, with `resume`, finish: `config` is then `resume_config`'s) an ensemble run;
+    see the module notes. `train_one` trains or resumes one member (train.loop.train, passed
+    in: the loop calls this)."""
     out = Progress(stream or sys.stdout, enabled=True)
     if resume is not None:
-        found = ensemble_config(resume)
-        if found is None:
-            raise MnistlabError(f"{resume}: not an ensemble run (its config.json names no "
-                                "--members above 1)")
-        config = dataclasses.replace(found, device=config.device, threads=config.threads)
         run = RunDir.open(resume)
     else:
-        _check_single_process()
+        if distributed.from_environment().enabled:
+            raise MnistlabError("--members: trains its members one after the other in one "
+                                "process; run it without torchrun")
         run = RunDir.create(config.runs_dir, config.name or new_run_name(config.model,
                                                                          config.dataset))
         run.write_config(config.to_dict(), {"members_dir": MEMBERS_DIR})
@@ -127,35 +139,25 @@ def _train_and_assemble(train_one: TrainOne, config: TrainConfig, run: RunDir,
     return assemble(config, run, data, results, out)
 
 
-def _check_single_process() -> None:
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise MnistlabError("--members: trains its members one after the other in one "
-                            "process; run it without torchrun")
-
-
 def assemble(config: TrainConfig, run: RunDir, data: DigitData,
              results: Sequence[TrainResult], out: Progress) -> TrainResult:
     """The members' best checkpoints as one Ensemble: validated, tested, saved, summarised."""
-    states = [load_checkpoint(r.run_dir, prefer="best.pt") for r in results]
-    first = states[0]
-    kwargs = first["model"]["kwargs"]
-    model = create_model("ensemble", base=config.model, members=len(states),
-                         base_args=json.dumps(kwargs, sort_keys=True))
-    for member, r in zip(model.members, results, strict=True):
-        loaded, _, _ = load_model(r.run_dir)  # checked like any checkpoint
-        member.load_state_dict(loaded.state_dict())
-    model.to(resolve_device(config.device)).eval()
-    norm = first["normalizer"]  # the members share it: the same training split
-    normalizer = Normalizer(norm["mean"], norm["std"])
+    members = [load_model(r.run_dir) for r in results]  # best.pt, checked like any checkpoint
+    _, normalizer, first = members[0]  # the members share the normaliser: one training split
+    model = create_model("ensemble", base=config.model, members=len(members),
+                         base_args=json.dumps(first["model"]["kwargs"], sort_keys=True))
+    for member, (trained, _, _) in zip(model.members, members, strict=True):
+        member.load_state_dict(trained.state_dict())
+    device = resolve_device(config.device)
+    model.to(device).eval()
     _, val_split = split_for_run(member_config(config, run.path, 0), data)
     test_split = Split(data.test_images, data.test_labels)
     bf16 = bool(first.get("bf16"))
-    val = _evaluate(model, val_split, normalizer, bf16, config)
-    test = _evaluate(model, test_split, normalizer, bf16, config)
+    val = _evaluate(model, val_split, normalizer, bf16, device, config)
+    test = _evaluate(model, test_split, normalizer, bf16, device, config)
     state = {"model": model.mnistlab_spec, "state_dict": model.state_dict(),
-             "normalizer": norm, "dataset": first.get("dataset"), "classes": first.get("classes"),
+             "normalizer": first["normalizer"], "dataset": first.get("dataset"),
+             "classes": first.get("classes"),
              "config": config.to_dict(), "bf16": bf16, "channels_last": False,
              "epoch": config.epochs, "members": [str(r.run_dir) for r in results]}
     save_checkpoint(run.file("best.pt"), state)
@@ -173,11 +175,10 @@ def assemble(config: TrainConfig, run: RunDir, data: DigitData,
     return TrainResult(run.path, summary, config, model)
 
 
-def _evaluate(model: torch.nn.Module, split: Split, normalizer: Any, bf16: bool,
-              config: TrainConfig) -> EvalResult | None:
+def _evaluate(model: torch.nn.Module, split: Split, normalizer: Normalizer, bf16: bool,
+              device: torch.device, config: TrainConfig) -> EvalResult | None:
     if len(split) == 0:
         return None
-    device = next(model.parameters()).device
     return evaluate(model, split, normalizer, batch_size=config.eval_batch_size, device=device,
                     bf16=bf16, max_batches=1 if config.dry_run else None)
 

@@ -88,8 +88,8 @@ def load_run(path: str | os.PathLike[str]) -> RunRecord:
         what = "is a file, not a run directory" if path.exists() else "no such run directory"
         raise MnistlabError(f"{path}: {what}")
     metrics = path / "metrics.csv"
-    members = sorted((path / "members").glob("member-*"))
-    if not metrics.is_file() and members:  # train --members: the curves are the members'
+    members = [] if metrics.is_file() else sorted((path / "members").glob("member-*"))
+    if members:  # train --members: the curves are the members'
         raise MnistlabError(f"{path}: an ensemble run (--members) logs no curves of its own; "
                             f"its members do: {' '.join(str(m) for m in members)}")
     if not metrics.is_file() and (path / "config.json").is_file():
