@@ -162,3 +162,36 @@ def test_augmentation_shifts_like_the_settings_say():
     cy = (outs.sum(dim=3).squeeze(1) * rows).sum(1) / mass
     assert float((cy - 13.5).abs().max()) <= 3.0 + 1e-4
     assert float((cy - 13.5).abs().max()) > 1.5  # it does move things
+
+
+def test_elastic_distortion_moves_pixels_by_about_its_setting_and_smoothly():
+    # A grid of one-pixel dots: with no affine part, every dot moves by the displacement at
+    # its place, so the moves' spread is the setting, and neighbours move alike (smooth).
+    image = torch.zeros(64, 1, 28, 28)
+    image[:, 0, 14, 14] = 1.0
+    bend = Augment(max_shift=0.0, max_rotate=0.0, max_scale=0.0, elastic=1.5)
+    out = bend(image, torch.Generator().manual_seed(0))
+    rows = torch.arange(28.0)
+    mass = out.sum(dim=(1, 2, 3))
+    cy = (out.sum(dim=3).squeeze(1) * rows).sum(1) / mass
+    cx = (out.sum(dim=2).squeeze(1) * rows).sum(1) / mass
+    moves = torch.cat([cy - 14, cx - 14])
+    assert 0.8 < float(moves.std()) < 2.5  # about 1.5 pixels (bilinear sampling blurs a little)
+    assert torch.equal(out, bend(image, torch.Generator().manual_seed(0)))  # seeded
+    field = bend._displacement(image[:1], torch.Generator().manual_seed(3))[0] * 14
+    step = (field[1:] - field[:-1]).abs().mean()  # neighbouring pixels, in pixels
+    assert float(step) < 0.3 * float(field.std())  # smooth, not pixel noise
+    off = Augment(max_shift=0.0, max_rotate=0.0, max_scale=0.0)
+    assert torch.allclose(off(image, torch.Generator().manual_seed(0)), image, atol=1e-5)
+
+
+def test_elastic_needs_augment_and_a_sensible_size():
+    from mnistlab.errors import MnistlabError
+    from mnistlab.train import resolve_config
+
+    with pytest.raises(MnistlabError, match=r"--elastic .*add --augment"):
+        resolve_config("default", elastic=1.0)
+    for bad in (-1.0, float("nan"), 100.0):
+        with pytest.raises(MnistlabError, match=r"--elastic must be 0 to 8\.0 pixels"):
+            resolve_config("best", elastic=bad)
+    assert resolve_config("best", elastic=1.0).elastic == 1.0

@@ -44,6 +44,46 @@ def quiet_train(cfg, data, **kwargs):
     return train(cfg, data=data, stream=io.StringIO(), **kwargs)
 
 
+def last_best_epoch(run_dir) -> int:
+    """The epoch a run should keep: the last one with the highest validation accuracy."""
+    rows = [r for r in read_metrics(run_dir / "metrics.csv") if r["kind"] == "epoch"]
+    best = max(float(r["val_acc"]) for r in rows)
+    return max(int(r["epoch"]) for r in rows if float(r["val_acc"]) == best)
+
+
+def test_a_validation_tie_keeps_the_later_epoch_and_patience_counts_from_a_gain(tmp_path):
+    from mnistlab.train.progress import Progress
+    from mnistlab.train.runbook import RunBook
+    from mnistlab.train.rundir import RunDir
+
+    run = RunDir.create(str(tmp_path), "ties")
+    book = RunBook(run, config(tmp_path, "ties", patience=2), Progress(io.StringIO(), False),
+                   "mnist")
+    saved = []
+
+    def save_last():
+        path = run.file("last.pt")
+        path.write_text(str(len(saved)))  # stands for the checkpoint of this epoch
+        saved.append(path)
+        return path
+
+    kept = []
+    for epoch, acc in enumerate([0.90, 0.95, 0.95, 0.94, 0.95], start=1):
+        row = {"kind": "epoch", "epoch": epoch, "train_acc": 0.9, "val_acc": acc,
+               "train_loss": 0.1, "val_loss": 0.1, "lr": 0.1, "images_per_s": 1.0, "seconds": 1.0}
+        kept.append(book.end_epoch(row, epoch, save_last))
+        if book.early_stop(epoch):
+            break
+    # epoch 3 ties epoch 2 and is kept; epoch 4 is worse; patience 2 counts from epoch 2,
+    # the last strict gain, so the run stops after epoch 4 and never sees epoch 5
+    assert kept == [True, True, True, False]
+    assert book.best["epoch"] == 3 and book.last_improvement == 2
+    assert book.best_path.read_text() == "2"  # epoch 3's checkpoint (the third saved)
+    # a checkpoint written before ties were kept has no "improved": its epoch was the gain
+    book.best = {"val_acc": 0.95, "epoch": 2}
+    assert book.last_improvement == 2
+
+
 def test_a_short_run_learns(tmp_path, synthetic_data):
     result = quiet_train(config(tmp_path, "learn"), synthetic_data)
     assert result.summary["test_accuracy"] >= 0.9  # chance is 0.1
@@ -226,7 +266,8 @@ def test_patience_stops_early(tmp_path, synthetic_data):
     result = quiet_train(config(tmp_path, "patience", epochs=6, patience=1, lr=1e-9,
                                 schedule="none"), synthetic_data)
     # with a learning rate of 1e-9 nothing improves after the first epoch
-    assert result.summary["epochs_run"] == 2 and result.summary["best_epoch"] == 1
+    assert result.summary["epochs_run"] == 2
+    assert result.summary["best_epoch"] == last_best_epoch(result.run_dir)
 
 
 def test_a_used_run_name_is_refused(tmp_path, synthetic_data):
@@ -438,7 +479,8 @@ def test_the_numpy_backend_is_deterministic_and_says_so(tmp_path, synthetic_data
 def test_the_numpy_backend_stops_early_with_patience(tmp_path, synthetic_data):
     result = quiet_train(config(tmp_path, "np-patience", backend="numpy", epochs=6, patience=1,
                                 lr=1e-9, schedule="none"), synthetic_data)
-    assert result.summary["epochs_run"] == 2 and result.summary["best_epoch"] == 1
+    assert result.summary["epochs_run"] == 2
+    assert result.summary["best_epoch"] == last_best_epoch(result.run_dir)
 
 
 def test_training_callbacks_are_refused_by_the_numpy_backend(tmp_path, synthetic_data):
@@ -555,7 +597,8 @@ def test_early_stopping_across_a_resume(tmp_path, synthetic_data):
     paused = quiet_train(cfg, synthetic_data, max_epochs=2)
     assert paused.summary == {}
     result = quiet_train(cfg, synthetic_data, resume=paused.run_dir)
-    assert result.summary["epochs_run"] == 3 and result.summary["best_epoch"] == 1
+    assert result.summary["epochs_run"] == 3
+    assert result.summary["best_epoch"] == last_best_epoch(result.run_dir)
 
 
 @pytest.mark.skipif(not hasattr(__import__("signal"), "SIGINT"), reason="POSIX signals")

@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--label-smoothing", type=float, default=S)
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=S,
                    help="random shifts, rotations and scaling per batch")
+    g.add_argument("--elastic", type=float, default=S, metavar="PIXELS",
+                   help="with --augment, also bend every image by a smooth random "
+                        "displacement field of this many pixels (standard deviation; 0: off)")
     g.add_argument("--ema", type=float, default=S, metavar="DECAY",
                    help="keep an exponential moving average of the weights with this decay "
                         "(e.g. 0.999), updated after every step; the average is validated, "

@@ -66,11 +66,15 @@ MNIST_NORMALIZER = Normalizer(mean=0.1307, std=0.3081)
 
 @dataclass(frozen=True)
 class Augment:
-    """Random affine jitter per image, applied to a whole batch at once with grid_sample."""
+    """Random affine jitter per image, applied to a whole batch at once with grid_sample;
+    optionally an elastic distortion in the same sampling grid (Simard, Steinkraus and Platt,
+    2003): every pixel moves by a random field smoothed with a Gaussian of ELASTIC_SIGMA
+    pixels, so that strokes bend as a pen's would rather than jitter pixel by pixel."""
 
     max_shift: float = 2.0  # pixels
     max_rotate: float = 10.0  # degrees
     max_scale: float = 0.1  # relative
+    elastic: float = 0.0  # standard deviation of the elastic displacement, pixels; 0: off
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n = x.shape[0]
@@ -85,11 +89,35 @@ class Augment:
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
         theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
         grid = F.affine_grid(theta.to(x.dtype).to(x.device), list(x.shape), align_corners=False)
+        if self.elastic > 0:
+            grid = grid + self._displacement(x, generator)
         # Pad with the normalised value of a black pixel, not with zero.
         background = x.amin(dim=(1, 2, 3), keepdim=True)
         out = F.grid_sample(x - background, grid, mode="bilinear", padding_mode="zeros",
                             align_corners=False)
         return out + background
+
+    def _displacement(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(N, H, W, 2) smooth random displacements in grid units ([-1, 1] spans the image),
+        with a per-pixel standard deviation of `elastic` pixels."""
+        n, _, h, w = x.shape
+        field = torch.randn(n * 2, 1, h, w, generator=generator)
+        radius = math.ceil(3 * ELASTIC_SIGMA)
+        taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        kernel = torch.exp(-taps.square() / (2 * ELASTIC_SIGMA**2))
+        kernel /= kernel.sum()
+        field = F.conv2d(field, kernel.view(1, 1, 1, -1), padding=(0, radius))
+        field = F.conv2d(field, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+        # Smoothing shrinks the field's spread: rescale it to `elastic` pixels, measured on
+        # the inner pixels (zero padding thins the borders out).
+        inner = field[:, :, radius:-radius, radius:-radius] if radius < min(h, w) // 2 else field
+        field = field * (self.elastic / inner.std().clamp_min(1e-8))
+        field = field.view(n, 2, h, w).permute(0, 2, 3, 1)  # (N, H, W, [dx, dy])
+        scale = torch.tensor([2.0 / w, 2.0 / h])
+        return (field * scale).to(x.dtype).to(x.device)
+
+
+ELASTIC_SIGMA = 4.0  # pixels: the smoothing of elastic displacements (Simard et al. used 4)
 
 
 class Batcher:

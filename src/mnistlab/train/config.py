@@ -45,6 +45,8 @@ class TrainConfig:
     gamma: float = 0.7  # for schedule=step
     label_smoothing: float = 0.0
     augment: bool = False
+    # Elastic distortion added to --augment, in pixels (data.pipeline.Augment); 0: off.
+    elastic: float = 0.0
     patience: int | None = None  # early stopping on validation accuracy
     # An exponential moving average of the weights with this decay (train/ema.py): it is
     # what is validated, chosen, tested and saved. None or 0: off.
@@ -106,6 +108,10 @@ class TrainConfig:
             (self.backend in BACKENDS, "backend", f"must be one of {', '.join(BACKENDS)}"),
             (self.bf16 in ("auto", "on", "off"), "bf16", "must be auto, on or off"),
             (self.threads is None or self.threads >= 1, "threads", "must be at least 1"),
+            (0 <= self.elastic <= MAX_ELASTIC, "elastic",
+             f"must be 0 to {MAX_ELASTIC} pixels, got {self.elastic}"),
+            (self.elastic == 0 or self.augment, "elastic",
+             f"{self.elastic}: elastic distortion is part of the augmentation; add --augment"),
             (self.log_interval >= 1, "log-interval", "must be at least 1"),
             # speed: a zero step divides by zero, a negative gamma trains at a negative rate
             (self.step_size >= 1, "step-size", f"must be at least 1, got {self.step_size}"),
@@ -135,6 +141,7 @@ class TrainConfig:
                 raise MnistlabError(f"--{name} {problem}")
 
 
+MAX_ELASTIC = 8.0  # pixels: beyond this a 28x28 digit is torn apart, not bent
 MAX_MEMBERS = 16  # models.ensemble.MAX_MEMBERS (not imported: this module imports no torch)
 
 

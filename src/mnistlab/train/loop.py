@@ -199,7 +199,8 @@ class Trainer:
         self.train_batches = Batcher(
             self.train_split, distributed.per_rank_batch(config.batch_size, self.dist),
             self.normalizer, shuffle=True, seed=config.seed,
-            augment=Augment() if config.augment else None, drop_last=self.dist.enabled,
+            augment=Augment(elastic=config.elastic) if config.augment else None,
+            drop_last=self.dist.enabled,
             device=self.device, shard=(self.dist.rank, self.dist.world_size))
         # Built once: each holds its split on the device for every epoch's evaluation.
         self.val_batches, self.test_batches = (

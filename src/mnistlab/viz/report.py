@@ -202,7 +202,7 @@ def _tiles(run: RunRecord) -> str:
 
 CONFIG_KEYS = ["dataset", "model", "model_args", "epochs", "batch_size", "optimizer", "lr",
                "momentum", "nesterov", "weight_decay", "schedule", "label_smoothing", "augment",
-               "val_size", "seed", "device", "bf16", "recipe"]
+               "elastic", "val_size", "seed", "device", "bf16", "recipe"]
 
 
 def _config(run: RunRecord) -> str:
