@@ -30,7 +30,7 @@ def test_default_and_best_recipes():
     assert (default.model, default.epochs, default.batch_size, default.lr,
             default.label_smoothing, default.schedule) == (
         "fast-strided", 1, 128, 0.3, 0.2, "onecycle")
-    assert best.model_args == {"width": 48} and best.augment and best.epochs > default.epochs
+    assert best.model_args == {"width": 56} and best.augment and best.epochs > default.epochs
     # An explicit option beats the recipe; another model drops what the recipe tuned for its
     # own model (arguments, epochs, batch, rate, smoothing) and gets TrainConfig's defaults.
     assert resolve_config("best", epochs=3).epochs == 3
