@@ -138,8 +138,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.extra = [word for text in args.extra for word in shlex.split(text)]
     try:  # the options' own one-line errors, before minutes of training
-        resolve_config(RECIPE, ema=args.ema, epochs=args.epochs,
-                       **({} if args.members is None else {"members": args.members}))
+        resolve_config(RECIPE, ema=args.ema, epochs=args.epochs, members=args.members)
     except MnistlabError as e:
         p.error(str(e))
     return args

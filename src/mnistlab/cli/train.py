@@ -193,12 +193,13 @@ def run(args: argparse.Namespace) -> int:
         if ignored:
             print(f"mnistlab: note: --resume continues with the run's own options; ignoring "
                   f"{', '.join(ignored)}", file=sys.stderr)
-        ensemble = resume_config(args.resume, config, getattr(args, "epochs", None))
-    if args.resume is not None and ensemble is not None:  # members resumed one by one
-        plan, config = args.resume, ensemble
-    elif args.resume is not None:
-        plan = plan_resume(args.resume, config, getattr(args, "epochs", None))
-        config = plan.config  # the run's model, data set and recipe: what --doctor examines
+        epochs = getattr(args, "epochs", None)
+        ensemble = resume_config(args.resume, config, epochs)
+        if ensemble is not None:  # members resumed one by one: train() plans each
+            plan, config = args.resume, ensemble
+        else:
+            plan = plan_resume(args.resume, config, epochs)
+            config = plan.config  # the run's model, data set and recipe: what --doctor examines
     elif config.backend == "torch":
         from mnistlab.models import model_arguments
 

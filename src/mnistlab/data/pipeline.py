@@ -6,6 +6,7 @@ Following tinygrad's beautiful_mnist: a split is one uint8 tensor and a batch is
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -101,23 +102,29 @@ class Augment:
         """(N, H, W, 2) smooth random displacements in grid units ([-1, 1] spans the image),
         with a per-pixel standard deviation of `elastic` pixels."""
         n, _, h, w = x.shape
+        kernel = _gaussian(ELASTIC_SIGMA)
+        radius = len(kernel) // 2
         field = torch.randn(n * 2, 1, h, w, generator=generator)
-        radius = math.ceil(3 * ELASTIC_SIGMA)
-        taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
-        kernel = torch.exp(-taps.square() / (2 * ELASTIC_SIGMA**2))
-        kernel /= kernel.sum()
         field = F.conv2d(field, kernel.view(1, 1, 1, -1), padding=(0, radius))
         field = F.conv2d(field, kernel.view(1, 1, -1, 1), padding=(radius, 0))
-        # Smoothing shrinks the field's spread: rescale it to `elastic` pixels, measured on
-        # the inner pixels (zero padding thins the borders out).
-        inner = field[:, :, radius:-radius, radius:-radius] if radius < min(h, w) // 2 else field
-        field = field * (self.elastic / inner.std().clamp_min(1e-8))
+        # Smoothing unit white noise with the separable kernel k x k leaves a standard
+        # deviation of sum(k^2) (away from the borders): divide it out, per image alike.
+        field = field * (self.elastic / float(kernel.square().sum()))
         field = field.view(n, 2, h, w).permute(0, 2, 3, 1)  # (N, H, W, [dx, dy])
         scale = torch.tensor([2.0 / w, 2.0 / h])
         return (field * scale).to(x.dtype).to(x.device)
 
 
 ELASTIC_SIGMA = 4.0  # pixels: the smoothing of elastic displacements (Simard et al. used 4)
+
+
+@functools.cache
+def _gaussian(sigma: float) -> torch.Tensor:
+    """A normalised 1-D Gaussian kernel over +-3 sigma (made once, not every batch)."""
+    radius = math.ceil(3 * sigma)
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-taps.square() / (2 * sigma**2))
+    return kernel / kernel.sum()
 
 
 class Batcher:

@@ -101,7 +101,7 @@ class RunBook:
         # (5,000 validation images resolve 0.02%, and at 99.5% ties are common). Early
         # stopping still counts from the last strict improvement.
         improved = score > self.best["val_acc"]
-        kept = improved or score == self.best["val_acc"]
+        kept = score >= self.best["val_acc"]
         if kept:
             self.best = {"val_acc": score, "epoch": epoch,
                          "improved": epoch if improved else self.last_improvement}
