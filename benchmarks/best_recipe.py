@@ -104,14 +104,18 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def describe(args: argparse.Namespace, options: list[str], info: dict[str, Any]) -> str:
+def describe(args: argparse.Namespace, options: list[str], info: dict[str, Any],
+             validated: bool = True) -> str:
     what = " ".join(["mnistlab train --recipe", RECIPE, *map(shlex.quote, options)])
+    choose = ("CHOOSE on the val columns (5,000 held-out training images); REPORT the test "
+              "columns (never choose on them)." if validated else
+              "No validation split (the recipe's final fit on all the training images keeps "
+              "its last epoch): nothing here chooses; REPORT the test columns. Levers are "
+              "chosen on the development form: --extra '--val-size 5000 --epochs 24'.")
     return (f"`{what}`, seeds {', '.join(map(str, args.seeds))}\n"
             f"CPU: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, load average "
             f"{info['load_average_at_start']:.2f} at the start, "
-            f"{os.getloadavg()[0]:.2f} at the end\n"
-            "CHOOSE on the val columns (5,000 held-out training images); REPORT the test "
-            "columns (never choose on them).\n"
+            f"{os.getloadavg()[0]:.2f} at the end\n{choose}\n"
             "EMA: the moving average (validated, chosen, tested, saved); raw: the trained "
             "weights (with --ema at the last epoch, else the run's best epoch).")
 
@@ -183,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed}: " + ", ".join(f"{k} {cell(k, v)}" for k, v in row.items()
                                                if k != "seed" and v is not None), flush=True)
         print()
-        print(describe(args, options, info))
+        validated = any(row.get(c) is not None for row in rows
+                        for c in COLUMNS if c.startswith("val"))
+        print(describe(args, options, info, validated))
         print()
         print(table(rows))
     if args.json:

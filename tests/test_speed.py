@@ -6,6 +6,8 @@ still right.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -31,14 +33,42 @@ def test_default_and_best_recipes():
             default.label_smoothing, default.schedule) == (
         "fast-strided", 1, 128, 0.3, 0.2, "onecycle")
     assert best.model_args == {"width": 56} and best.augment and best.epochs > default.epochs
+    # best ends with a fit on all the training images (no validation split), taking the
+    # steps of its development form (5,000 held out, 24 epochs) on which it was chosen
+    assert best.val_size == 0 and default.val_size == 5000
+    assert best.epochs * math.ceil(60000 / best.batch_size) == pytest.approx(
+        24 * math.ceil(55000 / best.batch_size), rel=0.001)
     # An explicit option beats the recipe; another model drops what the recipe tuned for its
     # own model (arguments, epochs, batch, rate, smoothing) and gets TrainConfig's defaults.
     assert resolve_config("best", epochs=3).epochs == 3
     assert resolve_config("best", model="lenet5").model_args == {}
+    assert resolve_config("best", model="lenet5").val_size == 5000  # validation comes back
+    assert resolve_config("best", val_size=5000, epochs=24).val_size == 5000
     other = resolve_config(model="lenet5")
     assert (other.epochs, other.batch_size, other.lr, other.label_smoothing) == (2, 128, 0.1, 0.0)
     kept = resolve_config(model="fast-strided", lr=0.4)  # same model: the recipe's values kept
     assert (kept.epochs, kept.label_smoothing, kept.lr) == (1, 0.2, 0.4)
+
+
+def test_the_refit_benchmark_compares_data_not_training_length():
+    # benchmarks/refit.py judges the best recipe's final fit on validation: its runs on
+    # 50,000 and 55,000 images must both leave out each seed's 5,000 validation images
+    # (one permutation per seed), and take about the final fit's number of steps.
+    from benchmarks import refit
+
+    from mnistlab.data.split import split_indices
+
+    best = resolve_config("best")
+    final_steps = best.epochs * math.ceil(60000 / best.batch_size)
+    for options in refit.VARIANTS.values():
+        held_out, epochs = int(options[1]), int(options[3])
+        assert options[0::2] == ["--val-size", "--epochs"]
+        steps = epochs * math.ceil((60000 - held_out) / best.batch_size)
+        assert steps == pytest.approx(final_steps, rel=0.02)
+        for seed in (0, 1, 7):
+            train_idx, _ = split_indices(60000, held_out, seed)
+            _, scored = split_indices(60000, refit.VALIDATION, seed)
+            assert not set(scored) & set(train_idx)
 
 
 def test_the_strided_net_shapes_and_cost():

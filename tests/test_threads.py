@@ -289,6 +289,10 @@ def test_eta_and_final_line():
                               "batches": 0.01, "trainer": 1.6})
     assert ("10.7 s in all (the whole command; before training: Python and imports 2.9 s, "
             "data 0.3 s, threads and precision 1.2 s)") in line
+    # a resumed run: its training over all sessions, and this command's share of it
+    line = format_final_line(0.991, 9910, 10000, 30.5, 31.0, "runs/x", 10.7, "the whole command",
+                             train_seconds_before=25.0)
+    assert "30.5 s training in all sessions (5.5 s of it in this one), 10.7 s in all" in line
 
 
 def test_process_age_and_command_clock():

@@ -84,6 +84,29 @@ def test_a_validation_tie_keeps_the_later_epoch_and_patience_counts_from_a_gain(
     assert book.last_improvement == 2
 
 
+def test_without_a_validation_split_the_last_epoch_is_kept(tmp_path, synthetic_data):
+    # Nothing to choose on: the run keeps its last epoch, whatever the training accuracy
+    # did (choosing on it would choose on the data trained on).
+    result = quiet_train(config(tmp_path, "noval", val_size=0, epochs=3), synthetic_data)
+    assert result.summary["best_epoch"] == 3 and result.summary["best_val_accuracy"] is None
+    run = result.run_dir
+    best = load_checkpoint(run / "best.pt")["state_dict"]
+    last = load_checkpoint(run / "last.pt")["state_dict"]
+    assert all(torch.equal(best[k], last[k]) for k in best)
+    # and there is no validation split to evaluate on: said, not scored as 0/0
+    from mnistlab.evaluate import checkpoint_split
+
+    state = load_checkpoint(run / "best.pt")
+    with pytest.raises(MnistlabError, match=r"held out no validation images \(--val-size 0"):
+        checkpoint_split(state, synthetic_data, "val")
+    assert len(checkpoint_split(state, synthetic_data, "train")) == 600
+
+
+def test_patience_without_a_validation_split_is_refused(tmp_path):
+    with pytest.raises(MnistlabError, match=r"patience.*--val-size above 0"):
+        config(tmp_path, "noval", val_size=0, patience=2)
+
+
 def test_a_short_run_learns(tmp_path, synthetic_data):
     result = quiet_train(config(tmp_path, "learn"), synthetic_data)
     assert result.summary["test_accuracy"] >= 0.9  # chance is 0.1
@@ -550,6 +573,10 @@ def test_extending_a_finished_run(tmp_path, synthetic_data, schedule):
                    resume_epochs=4, stream=stream)
     assert "extending the run from 2 to 4 epochs" in stream.getvalue()
     summary = result.summary
+    # the final line's training covers both sessions and says how much was this one's
+    here = summary["train_seconds"] - first["train_seconds"]
+    assert (f"{summary['train_seconds']:.1f} s training in all sessions ({here:.1f} s of it "
+            f"in this one)") in stream.getvalue()
     assert summary["epochs_run"] == 4 and summary["steps"] == 4 * STEPS
     recorded = json.loads((run / "config.json").read_text())
     assert (recorded["epochs"], recorded["schedule_epochs"]) == (4, 2)

@@ -105,6 +105,10 @@ def checkpoint_split(state: dict[str, Any], data: Any, split: str) -> Split:
         raise MnistlabError(f"{state.get('path', 'checkpoint')}: records no validation split "
                             "(no seed and val-size); evaluate --split test or train")
     val_size = int(config["val_size"])
+    if split == "val" and val_size == 0:
+        raise MnistlabError(f"{state.get('path', 'checkpoint')}: the run held out no validation "
+                            "images (--val-size 0: it trained on all of them); evaluate --split "
+                            "test")
     if val_size >= len(data.train_labels):
         raise MnistlabError(f"--split {split}: the run held out {plural(val_size, 'image')}, "
                             f"more than {data.name}'s {len(data.train_labels)} training images")

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnistlab.allocator import keep_freed_memory
 from mnistlab.checkpoint import (
     load_checkpoint,
     load_model,
@@ -141,6 +142,8 @@ class Trainer:
         config = self.config
         self.dist, self.device = distributed.setup(config.device)
         self.progress = Progress(stream or sys.stdout, enabled=self.dist.is_main)
+        # speed: freed activations reused from the heap, not faulted in again (allocator.py)
+        self.progress.print(keep_freed_memory())
         if config.threads:
             torch.set_num_threads(config.threads)  # before anything runs; measured later
         seed_everything(config.seed, config.deterministic)
@@ -221,6 +224,7 @@ class Trainer:
         self.stop_requested = False  # set by the first Ctrl-C (see _sigint_deferred)
         self.train_seconds = 0.0  # over every session of the run
         self.wall_seconds_before = 0.0  # wall time of the sessions before this one
+        self.train_seconds_before = 0.0  # training time of the sessions before this one
         self.epoch_start: float | None = None  # when the epoch in progress started
         self.wall_start: float | None = None  # when this session's fit() started
 
@@ -294,7 +298,7 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
         self.epoch_stats = state["epoch_stats"].to(self.device, self._stats_dtype(), copy=True)
-        self.train_seconds = state.get("train_seconds", 0.0)
+        self.train_seconds = self.train_seconds_before = state.get("train_seconds", 0.0)
         self.wall_seconds_before = state.get("wall_seconds", self.train_seconds)
         self.best = dict(state["best"])
         set_rng_state(state["rng"], self.device)
@@ -502,7 +506,7 @@ class Trainer:
         row = self.run_epoch()
         # Rank 0 decides (BatchNorm buffers may differ slightly on other ranks), so that
         # every rank saves and stops early at the same epoch.
-        score = distributed.broadcast_object(row.get("val_acc", row["train_acc"]), self.dist)
+        score = distributed.broadcast_object(row.get("val_acc"), self.dist)
         self.book.end_epoch(row, self.epoch, lambda: self.save("last.pt"), score)
         for cb in self.callbacks:
             cb.on_epoch_end(self, row)
@@ -527,7 +531,7 @@ class Trainer:
             train_seconds=self.train_seconds, wall_seconds=wall_seconds,
             device=str(self.device), bf16=self.bf16, world_size=self.dist.world_size,
             has_val=len(self.val_split) > 0, startup_seconds=self._startup_seconds(),
-            threads=self._threads_record())
+            threads=self._threads_record(), train_seconds_before=self.train_seconds_before)
         if raw is not None:
             summary = self._record_raw_weights(summary, raw)
         if self.outliers is not None:  # reject: the gate's figures into summary/config.json

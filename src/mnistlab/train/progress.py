@@ -86,10 +86,13 @@ def format_eta(seconds: float) -> str:
 
 def format_final_line(test_acc: float, correct: int, total: int, train_seconds: float,
                       wall_seconds: float, run_path: Any, command_seconds: float | None = None,
-                      scope: str = "", startup: dict[str, float] | None = None) -> str:
+                      scope: str = "", startup: dict[str, float] | None = None,
+                      train_seconds_before: float = 0.0) -> str:
     """`wall_seconds` counts from the start of training (every session of the run);
     `command_seconds`, where the command line marked its start (train.clock), the whole
-    command, as `scope` says."""
+    command, as `scope` says. `train_seconds` covers every session; a resumed run
+    (`train_seconds_before` > 0) says how much of it this command trained, so that its
+    training never reads as longer than the command."""
     if command_seconds is not None:
         parts = [f"{label} {startup[key]:.1f} s" for key, label in STARTUP_LABELS
                  if startup and startup.get(key, 0.0) >= 0.05]
@@ -97,5 +100,8 @@ def format_final_line(test_acc: float, correct: int, total: int, train_seconds: 
                  + (f"; before training: {', '.join(parts)}" if parts else "") + ")")
     else:
         whole = f"{wall_seconds:.1f} s since training started (set-up not counted)"
-    return (f"test accuracy {test_acc:.2%} ({correct}/{total}), {train_seconds:.1f} s training, "
-            f"{whole}, {run_path}/")
+    training = f"{train_seconds:.1f} s training"
+    if train_seconds_before > 0:
+        training += (f" in all sessions ({train_seconds - train_seconds_before:.1f} s of it "
+                     f"in this one)")
+    return f"test accuracy {test_acc:.2%} ({correct}/{total}), {training}, {whole}, {run_path}/"

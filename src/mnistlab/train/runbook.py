@@ -89,21 +89,27 @@ class RunBook:
     # ---- end of an epoch -------------------------------------------------------------------
     def end_epoch(self, row: dict[str, Any], epoch: int, save_last: Callable[[], Path],
                   score: float | None = None) -> bool:
-        """Log and print `row`, save last (and best, if at least as good: then True). `epoch`
-        is the number of finished epochs; `score` overrides the row's validation accuracy
-        (distributed runs broadcast rank 0's). Then ask `early_stop(epoch)`."""
+        """Log and print `row`, save last (and best, if at least as good, or always without a
+        validation split: then True). `epoch` is the number of finished epochs; `score`
+        overrides the row's validation accuracy (distributed runs broadcast rank 0's). Then
+        ask `early_stop(epoch)`."""
         self.run.log(row)
         self.progress.print(format_epoch_line(row, self.config.epochs))
         if score is None:
-            score = row["val_acc"] if row.get("val_acc") is not None else row["train_acc"]
-        # A tie goes to the later epoch: it trained longer, at the smaller learning rate a
-        # decaying schedule ends on, and equal validation accuracy is no evidence against it
-        # (5,000 validation images resolve 0.02%, and at 99.5% ties are common). Early
-        # stopping still counts from the last strict improvement.
-        improved = score > self.best["val_acc"]
-        kept = score >= self.best["val_acc"]
+            score = row.get("val_acc")
+        if score is None:
+            # No validation split (--val-size 0): nothing to choose on, so each epoch replaces
+            # the one before. Choosing on training accuracy would choose on the data trained on.
+            improved = kept = True
+        else:
+            # A tie goes to the later epoch: it trained longer, at the smaller learning rate
+            # a decaying schedule ends on, and equal validation accuracy is no evidence
+            # against it (5,000 validation images resolve 0.02%, and at 99.5% ties are
+            # common). Early stopping still counts from the last strict improvement.
+            improved = score > self.best["val_acc"]
+            kept = score >= self.best["val_acc"]
         if kept:
-            self.best = {"val_acc": score, "epoch": epoch,
+            self.best = {"val_acc": -1.0 if score is None else score, "epoch": epoch,
                          "improved": epoch if improved else self.last_improvement}
         last = save_last()  # after `best` moved: the checkpoint records it
         if self.is_main:
@@ -136,9 +142,11 @@ class RunBook:
                epochs_run: int, steps: int, images: int, train_seconds: float,
                wall_seconds: float, device: str, bf16: bool, world_size: int = 1,
                has_val: bool = True, startup_seconds: dict[str, float] | None = None,
-               threads: dict[str, Any] | None = None) -> dict[str, Any]:
+               threads: dict[str, Any] | None = None,
+               train_seconds_before: float = 0.0) -> dict[str, Any]:
         """summary.json from the test result of the best checkpoint; prints the final line.
-        `images`: training images seen in all sessions (for images/s). `startup_seconds`:
+        `images`: training images seen in all sessions (for images/s); `train_seconds` is
+        theirs too, `train_seconds_before` that of the sessions before this one. `startup_seconds`:
         where this command's time before training went; `threads`: what was chosen and
         changed (train.threads)."""
         cfg = self.config
@@ -161,6 +169,7 @@ class RunBook:
             self.run.write_summary(summary)
         line = format_final_line(test.accuracy, test.correct, test.total, train_seconds,
                                  wall_seconds, self.run.path, command_seconds,
-                                 clock.command_scope(), startup_seconds)
+                                 clock.command_scope(), startup_seconds,
+                                 train_seconds_before)
         self.progress.print(f"DRY RUN (not a result): {line}" if cfg.dry_run else line)
         return summary
