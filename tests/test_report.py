@@ -94,6 +94,17 @@ def test_report_without_test_images_says_why(weak_run, tmp_path, monkeypatch):
     assert "No model:" in text and "Training curves" in text
 
 
+def test_report_of_a_run_without_validation_says_what_it_kept(data, tmp_path):
+    from mnistlab.train import resolve_config, train
+
+    config = resolve_config(model="mlp", model_args={"hidden": "16"}, epochs=2, val_size=0,
+                            batch_size=32, bf16="off", device="cpu", runs_dir=str(tmp_path),
+                            name="all")
+    run = train(config, data=data, stream=io.StringIO()).run_dir
+    text = write_report(run, data=data).read_text()
+    assert "kept (no validation split)" in text and "best validation accuracy" not in text
+
+
 def test_report_of_what_is_not_a_run(tmp_path, capsys):
     with pytest.raises(MnistlabError, match=r"no metrics\.csv"):
         write_report(tmp_path)

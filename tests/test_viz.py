@@ -139,6 +139,20 @@ def test_plot_overlays_one_line_per_run(runs):
     assert acc_ax.yaxis.get_major_formatter()(97.5, 0) == "97.5%"
 
 
+def test_a_run_without_validation_says_so_and_has_no_star(data, tmp_path):
+    from mnistlab.train import resolve_config, train
+
+    run = train(resolve_config(model="mlp", name="all", val_size=0, epochs=2, batch_size=32,
+                               runs_dir=str(tmp_path), bf16="off", device="cpu"),
+                data=data, stream=io.StringIO()).run_dir
+    fig = plot_runs([run])
+    splits_legend, runs_legend = fig.legends
+    assert [t.get_text() for t in runs_legend.get_texts()] == [
+        "all (mlp) · no validation split (epoch 2 kept)"]
+    assert "best epoch (validation)" not in {t.get_text() for t in splits_legend.get_texts()}
+    assert not [line for ax in fig.axes for line in ax.get_lines() if line.get_marker() == "*"]
+
+
 def test_plot_command_writes_png_and_svg(runs, tmp_path, capsys):
     out = tmp_path / "curves.png"
     assert main(["plot", str(runs["lenet5"]), str(runs["mlp"]), "-o", str(out)]) == 0

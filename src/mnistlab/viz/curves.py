@@ -211,10 +211,14 @@ def curves_figure(runs: list[RunRecord], title: str | None = None) -> Figure:
     width = 10.0
     fig = new_figure(width, 8.0)  # the height is set once the keys are measured
     labels = runs_label(runs)
+    stars = False
     for i, run in enumerate(runs):
         best = _best(run)
         if best is not None:  # the key says it: labels next to the stars would collide
             labels[i] += f" · best val {best[1]:.2f}% (epoch {best[0]})"
+            stars = True
+        elif run.best_epoch and not len(run.column(run.epochs, "val_acc")[1]):
+            labels[i] += f" · no validation split (epoch {run.best_epoch} kept)"
     colours = [PALETTE[i % len(PALETTE)] for i in range(len(runs))]
     markers = [MARKERS[i % len(MARKERS)] for i in range(len(runs))]
     used_splits = {split for run in runs for split, _, _ in SPLITS
@@ -222,8 +226,9 @@ def curves_figure(runs: list[RunRecord], title: str | None = None) -> Figure:
                    or len(run.column(run.epochs, f"{split}_loss")[1])}
     split_handles = [Line2D([], [], color="#555", ls=dash, marker="o", ms=3.5, label=name)
                      for split, dash, name in SPLITS if split in used_splits]
-    split_handles.append(Line2D([], [], color="#555", ls="", marker="*", ms=10,
-                                label="best epoch (validation)"))
+    if stars:  # only where a star is drawn
+        split_handles.append(Line2D([], [], color="#555", ls="", marker="*", ms=10,
+                                    label="best epoch (validation)"))
     run_handles = [Line2D([], [], color=c, lw=2, marker=m, ms=4, label=label)
                    for c, m, label in zip(colours, markers, labels, strict=True)]
     longest = max(len(label) for label in labels) * CHAR_IN + 0.75  # + handle and gap

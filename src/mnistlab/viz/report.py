@@ -187,9 +187,11 @@ def _header(run: RunRecord) -> str:
 def _tiles(run: RunRecord) -> str:
     s = run.summary
     best = run.best_epoch
+    validated = s.get("best_val_accuracy") is not None or not best
     tiles = [(percent(s.get("test_accuracy")), "test accuracy"),
              (percent(s.get("best_val_accuracy")),
-              "best validation accuracy" + (f" (epoch {best})" if best else "")),
+              "best validation accuracy" + (f" (epoch {best})" if best else ""))
+             if validated else (f"epoch {best}", "kept (no validation split)"),
              (f"{s['parameters']:,}" if s.get("parameters") else "–", "parameters"),
              (f"{s['train_seconds']:,.1f} s" if s.get("train_seconds") is not None else "–",
               "training time"),
