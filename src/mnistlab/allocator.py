@@ -19,7 +19,6 @@ and every C library that is not glibc (macOS, musl, Windows).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -49,7 +48,7 @@ def _apply() -> str:
     if platform.libc_ver()[0] != "glibc":
         return "memory: not glibc; allocator settings left alone"
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the process's own symbols: glibc's mallopt among them
         ok = (libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
               and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
     except (OSError, AttributeError):

@@ -42,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="numpy: the from-scratch NumPy MLP (mnistlab.scratch)")
     add_data(g)
     g.add_argument("--val-size", type=int, default=S,
-                   help="training images held out for choosing the best epoch (default 5000)")
+                   help="training images held out for choosing the best epoch (default "
+                        "5000; --recipe best: 0, which trains on all of them and keeps the "
+                        "last epoch)")
     g = p.add_argument_group("how")
     g.add_argument("--epochs", type=int, default=S)
     g.add_argument("--batch-size", type=int, default=S)

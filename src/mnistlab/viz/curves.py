@@ -69,6 +69,13 @@ class RunRecord:
         return np.asarray(x, dtype=float), np.asarray([r[key] for r in kept], dtype=float)
 
     @property
+    def validated(self) -> bool:
+        """Whether the run held out a validation split: its summary has a best validation
+        accuracy, or its epochs logged one (--val-size 0 runs keep their last epoch)."""
+        return (self.summary.get("best_val_accuracy") is not None
+                or len(self.column(self.epochs, "val_acc")[1]) > 0)
+
+    @property
     def best_epoch(self) -> int | None:
         """The epoch selected on validation accuracy (the summary's, else the metrics')."""
         if self.summary.get("best_epoch"):
@@ -217,7 +224,7 @@ def curves_figure(runs: list[RunRecord], title: str | None = None) -> Figure:
         if best is not None:  # the key says it: labels next to the stars would collide
             labels[i] += f" · best val {best[1]:.2f}% (epoch {best[0]})"
             stars = True
-        elif run.best_epoch and not len(run.column(run.epochs, "val_acc")[1]):
+        elif run.best_epoch and not run.validated:
             labels[i] += f" · no validation split (epoch {run.best_epoch} kept)"
     colours = [PALETTE[i % len(PALETTE)] for i in range(len(runs))]
     markers = [MARKERS[i % len(MARKERS)] for i in range(len(runs))]

@@ -187,7 +187,7 @@ def _header(run: RunRecord) -> str:
 def _tiles(run: RunRecord) -> str:
     s = run.summary
     best = run.best_epoch
-    validated = s.get("best_val_accuracy") is not None or not best
+    validated = run.validated or not best
     tiles = [(percent(s.get("test_accuracy")), "test accuracy"),
              (percent(s.get("best_val_accuracy")),
               "best validation accuracy" + (f" (epoch {best})" if best else ""))
