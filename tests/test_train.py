@@ -102,6 +102,14 @@ def test_without_a_validation_split_the_last_epoch_is_kept(tmp_path, synthetic_d
     assert len(checkpoint_split(state, synthetic_data, "train")) == 600
 
 
+def test_the_numpy_backend_trains_without_a_validation_split_too(tmp_path, synthetic_data):
+    result = quiet_train(config(tmp_path, "np-noval", backend="numpy", val_size=0, epochs=3),
+                         synthetic_data)
+    assert result.summary["best_epoch"] == 3 and result.summary["best_val_accuracy"] is None
+    run = result.run_dir
+    assert (run / "best.npz").read_bytes() == (run / "last.npz").read_bytes()
+
+
 def test_patience_without_a_validation_split_is_refused(tmp_path):
     with pytest.raises(MnistlabError, match=r"patience.*--val-size above 0"):
         config(tmp_path, "noval", val_size=0, patience=2)

@@ -84,7 +84,7 @@ def _schedule(config: TrainConfig, steps_per_epoch: int) -> Any:
 
 
 def _rows(split: Split, normalizer: Normalizer) -> tuple[np.ndarray, np.ndarray]:
-    x = normalizer(split.images).reshape(len(split), -1).numpy()  # (N, 784) float32
+    x = normalizer(split.images).flatten(1).numpy()  # (N, 784) float32, N = 0 too
     return x, split.labels.numpy()
 
 
